@@ -1,0 +1,60 @@
+"""The decode-head base: pick inputs by stage index, end in ``cls_seg``, own extra loss terms."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["DecodeHead", "HeadOutput"]
+
+HeadOutput = dict  # {"logits": (B, K, h, w), plus head-specific tensors such as "prior_logits"}
+
+
+class DecodeHead(nn.Module):
+    """Base class of every decode head.
+
+    Subclasses build their layers in ``__init__`` and implement ``forward(features) -> HeadOutput``,
+    a dict holding at least ``"logits"``. Heads whose paper adds a loss term (CPNet's affinity loss,
+    EncNet's SE loss, OCRNet's object-region loss) override :meth:`losses`; the segmentor adds the
+    main cross entropy itself.
+
+    Args:
+        in_channels: channels of every backbone level ``[C2, C3, C4, C5]``.
+        channels: width of the head's last feature map (the input of ``cls_seg``).
+        num_classes: K.
+        dropout: ``cls_seg``'s Dropout2d probability (0.1 unless a paper says otherwise).
+        in_index: which backbone level feeds the head (-1 = C5).
+    """
+
+    uses_positions = False  # HANet reads per-row image positions
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        channels: int,
+        num_classes: int,
+        dropout: float = 0.1,
+        in_index: int = -1,
+    ) -> None:
+        super().__init__()
+        self.in_channels = list(in_channels)
+        self.channels = channels
+        self.num_classes = num_classes
+        self.in_index = in_index
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the level picked by ``in_index``."""
+        return self.in_channels[self.in_index]
+
+    def cls_seg(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout2d + 1x1 conv: ``(B, channels, h, w) -> (B, K, h, w)``."""
+        return self.conv_seg(self.dropout(x))
+
+    def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted head-specific loss terms by name (none for the baselines)."""
+        return {}

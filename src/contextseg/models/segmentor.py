@@ -1,0 +1,159 @@
+"""The segmentor: backbone -> decode head (-> auxiliary head) -> losses.
+
+Every model of the registry is a small subclass that names its decode head; the whole architecture
+reads in :meth:`Segmentor.forward`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..backbones import TimmBackbone
+from ..heads.base import DecodeHead, HeadOutput
+from ..heads.fcn import FCNHead
+from ..losses import CrossEntropyLoss
+from ..modules.common import resize
+
+__all__ = ["Segmentor"]
+
+
+class Segmentor(nn.Module):
+    """Encoder-decoder segmentation model.
+
+    Args:
+        num_classes: K.
+        backbone: timm model name (``resnet50d``, ``resnet101d``, ``resnet18d``, ``hrnet_w48``, ...).
+        output_stride: 8, 16 or 32 (ignored by backbones that cannot dilate).
+        pretrained_backbone: ``None``/``False`` random init, ``True`` timm hub weights, or a local
+            ``.pth``/``.pt``/``.safetensors`` path.
+        aux_head: add the auxiliary FCN head on C4 (CBR 3x3 -> 256, cls_seg).
+        aux_weight: weight of its cross entropy (0.4 in all five papers' recipes).
+        ignore_index: label value ignored by every loss (255).
+        class_weight: optional per-class weights of the cross entropy.
+        ohem_thresh, ohem_min_kept: online hard example mining on the main output only.
+        **head_kwargs: options of the decode head (see each model's head class).
+
+    Forward:
+        ``eval``: ``images (B, 3, H, W) -> logits (B, K, H, W)`` at the input resolution.
+        ``train`` with ``targets (B, H, W)`` int64: a dict of scalar tensors, ``"loss"`` (the
+        weighted total) and each weighted term (``"loss_seg"``, ``"loss_aux"``, method terms).
+        ``positions (B, H)`` (optional) gives each image row's absolute height in the original
+        image as a fraction in [0, 1]; only height-aware heads (HANet) read it.
+    """
+
+    head_cls: type[DecodeHead] = FCNHead
+    description: str = ""
+    aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet50d",
+        output_stride: int = 8,
+        pretrained_backbone: bool | str | os.PathLike | None = None,
+        aux_head: bool = True,
+        aux_weight: float = 0.4,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        ohem_thresh: float | None = None,
+        ohem_min_kept: int = 100000,
+        **head_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.class_weight = list(class_weight) if class_weight is not None else None
+        self.aux_weight = aux_weight
+        self.backbone = self.build_backbone(backbone, output_stride, pretrained_backbone)
+        self.decode_head = self.build_decode_head(self.backbone.channels, self.num_classes, **head_kwargs)
+        self.aux_head = self.build_aux_head(self.backbone.channels, self.num_classes) if aux_head else None
+        self.criterion = CrossEntropyLoss(ignore_index, class_weight, ohem_thresh, ohem_min_kept)
+        self.aux_criterion = CrossEntropyLoss(ignore_index, class_weight)
+
+    # -- construction hooks -------------------------------------------------------------------
+    def build_backbone(self, name: str, output_stride: int, pretrained) -> TimmBackbone:
+        return TimmBackbone(name, output_stride, pretrained)
+
+    def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
+        accepted = inspect.signature(self.head_cls).parameters
+        if "output_stride" in accepted:
+            kwargs.setdefault("output_stride", self.backbone.output_stride)
+        if "ignore_index" in accepted:  # heads with their own loss terms
+            kwargs.setdefault("ignore_index", self.ignore_index)
+        return self.head_cls(in_channels, num_classes, **kwargs)
+
+    def build_aux_head(self, in_channels: list[int], num_classes: int) -> DecodeHead | None:
+        return FCNHead(in_channels, num_classes, channels=256, num_convs=1, concat_input=False, in_index=2)
+
+    @property
+    def uses_positions(self) -> bool:
+        """Whether the model reads per-row image positions (HANet)."""
+        return self.decode_head.uses_positions
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W) normalised floats, got shape {tuple(images.shape)}")
+        features = self.backbone(images)
+        if self.decode_head.uses_positions:
+            outputs = self.decode_head(features, positions=positions)
+        else:
+            outputs = self.decode_head(features)
+        if self.training and targets is not None:
+            if targets.shape != (images.shape[0], *images.shape[-2:]):
+                raise ValueError(
+                    f"targets must be (B, H, W) = {(images.shape[0], *images.shape[-2:])}, got {tuple(targets.shape)}"
+                )
+            aux_logits = self.aux_head(features)["logits"] if self.aux_head is not None else None
+            return self.losses(outputs, aux_logits, targets)
+        return resize(outputs["logits"], images.shape[-2:])
+
+    def losses(self, outputs: HeadOutput, aux_logits: torch.Tensor | None, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss terms by name plus their sum under ``"loss"``."""
+        terms = {"loss_seg": self.criterion(resize(outputs["logits"], targets.shape[-2:]), targets)}
+        if aux_logits is not None:
+            if self.aux_at_feature_resolution:
+                labels = resize(targets[:, None].float(), aux_logits.shape[-2:], mode="nearest")[:, 0].long()
+                terms["loss_aux"] = self.aux_weight * self.aux_criterion(aux_logits, labels)
+            else:
+                terms["loss_aux"] = self.aux_weight * self.aux_criterion(resize(aux_logits, targets.shape[-2:]), targets)
+        terms.update(self.decode_head.losses(outputs, targets))
+        return {"loss": sum(terms.values()), **terms}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, **inference_kwargs: Any) -> torch.Tensor:
+        """Label map ``(B, H, W)`` int64 of normalised ``images (B, 3, H, W)``.
+
+        ``inference_kwargs`` go to :func:`contextseg.engine.inference.inference` (``mode="slide"``,
+        ``crop_size``, ``scales``, ``flip``, ...); the default is whole-image inference.
+        """
+        from ..engine.inference import inference
+
+        was_training = self.training
+        self.eval()
+        try:
+            return inference(self, images, **inference_kwargs).argmax(1)
+        finally:
+            self.train(was_training)
+
+    @classmethod
+    def options(cls) -> dict[str, inspect.Parameter]:
+        """Every keyword ``create_model`` accepts for this model: segmentor's and head's."""
+        params = {}
+        for klass in (Segmentor, cls):  # the segmentor's and a subclass's own keywords (e.g. SPNet's spm)
+            params.update({n: p for n, p in inspect.signature(klass.__init__).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"})
+        head = inspect.signature(cls.head_cls).parameters
+        params.update({n: p for n, p in head.items() if n not in ("in_channels", "num_classes", "self", "ignore_index", "class_weight")})
+        return params

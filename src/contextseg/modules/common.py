@@ -1,0 +1,56 @@
+"""Building blocks shared by every head: conv-BN-ReLU and resizing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ConvBNReLU", "resize", "precise_dtype"]
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv (no bias) + BatchNorm + ReLU, the "CBR" of methods.md.
+
+    Padding keeps the spatial size: ``dilation * (kernel_size // 2)``.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` (stride 1).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 3,
+        dilation: int = 1,
+        groups: int = 1,
+        act: bool = True,
+    ) -> None:
+        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        padding = (dilation * (ks[0] // 2), dilation * (ks[1] // 2))
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, ks, padding=padding, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear") -> torch.Tensor:
+    """Resize ``(B, C, H, W)`` to ``size`` (bilinear with ``align_corners=False``, mmseg's choice).
+
+    Returns ``x`` unchanged when it already has that size.
+    """
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def precise_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 for float64 inputs (gradchecks, references), float32 otherwise (autocast-safe parts)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32

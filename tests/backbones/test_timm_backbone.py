@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from contextseg.backbones import TimmBackbone
+
+
+@pytest.mark.parametrize("os_, expected", [(8, [4, 8, 8, 8]), (16, [4, 8, 16, 16]), (32, [4, 8, 16, 32])])
+def test_resnet_output_stride_and_shapes(os_, expected):
+    b = TimmBackbone("resnet18d", output_stride=os_)
+    assert b.reductions == expected and b.channels == [64, 128, 256, 512]
+    feats = b(torch.randn(1, 3, 65, 97))
+    for f, r, c in zip(feats, expected, b.channels):
+        assert f.shape == (1, c, -(-65 // r), -(-97 // r))
+
+
+def test_resnet50d_dilation_is_2_then_4_without_multigrid():
+    b = TimmBackbone("resnet50d", output_stride=8).body
+    assert b.layer3[1].conv2.dilation == (2, 2)
+    assert [blk.conv2.dilation for blk in b.layer4] == [(2, 2), (4, 4), (4, 4)]  # timm's contract dilation
+    assert b.conv1[0].out_channels == 32  # deep stem of the "d" family
+
+
+def test_hrnet_pads_odd_sizes_and_crops_back():
+    b = TimmBackbone("hrnet_w18_small", output_stride=8)  # cannot dilate: stays 4/8/16/32
+    assert b.reductions == [4, 8, 16, 32] and b.channels == [16, 32, 64, 128]
+    feats = b(torch.randn(1, 3, 65, 97))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(17, 25), (9, 13), (5, 7), (3, 4)]
+
+
+def test_local_pretrained_weights_load(tmp_path):
+    src = TimmBackbone("resnet18d", output_stride=32)
+    import timm
+    from safetensors.torch import save_file
+
+    full = timm.create_model("resnet18d")  # a classifier checkpoint, as from the hub: has fc.*
+    torch.save(full.state_dict(), tmp_path / "r18.pth")
+    save_file(full.state_dict(), str(tmp_path / "r18.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in full.state_dict().items()}}, tmp_path / "wrapped.pt")
+    for name in ("r18.pth", "r18.safetensors", "wrapped.pt"):
+        b = TimmBackbone("resnet18d", output_stride=8, pretrained=tmp_path / name)
+        assert torch.equal(b.body.conv1[0].weight, full.conv1[0].weight)
+        assert torch.equal(b.body.layer4[1].bn2.running_var, full.layer4[1].bn2.running_var)
+    assert not torch.equal(src.body.conv1[0].weight, full.conv1[0].weight)
+
+
+def test_bad_names_and_files_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a timm model"):
+        TimmBackbone("resnet5000")
+    with pytest.raises(ValueError, match="output_stride"):
+        TimmBackbone("resnet18d", output_stride=4)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        TimmBackbone("resnet18d", pretrained=tmp_path / "missing.pth")
+    torch.save({"foo.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="no tensor in .*other.pth"):
+        TimmBackbone("resnet18d", pretrained=tmp_path / "other.pth")
