@@ -1,0 +1,303 @@
+"""The dataset base classes: a sample is ``(image uint8 (3, H, W), mask int64 (H, W))``.
+
+File-backed datasets list ``(image_path, mask_path)`` pairs, read them with PIL and map the raw mask
+values to train ids through a 256-entry lookup table (the dataset's label convention). Every problem
+(missing root, image without mask, size mismatch, bad mask value, unreadable file) is reported with
+the file it concerns; ``check()`` collects all of them instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IGNORE_INDEX = 255
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DatasetError(ValueError):
+    """A dataset on disk is not in the expected form; the message names the file and the fix."""
+
+
+def format_values(values: Iterable[int]) -> str:
+    """``[0, 1, 2, 3, 7, 255] -> '0..3, 7, 255'``."""
+    values = sorted(set(int(v) for v in values))
+    parts: list[str] = []
+    start = prev = None
+    for v in values + [None]:
+        if start is None:
+            start = prev = v
+        elif v is not None and v == prev + 1:
+            prev = v
+        else:
+            parts.append(str(start) if start == prev else f"{start}..{prev}")
+            start = prev = v
+    return ", ".join(parts)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3)."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(f"cannot read image file {path}: {err}") from err
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read a single-channel label PNG as its stored values (palette indices are not converted)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+                raise DatasetError(
+                    f"mask {path} has mode {img.mode!r}; expected a single-channel label image "
+                    "('L' or 'P') whose pixel values are class ids"
+                )
+            return np.asarray(img)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(f"cannot read mask file {path}: {err}") from err
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            return h, w
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(f"cannot read file {path}: {err}") from err
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, W, 3) uint8 and (H, W) labels -> uint8 (3, H, W) and int64 (H, W) tensors."""
+    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    mask_t = torch.from_numpy(mask.astype(np.int64))
+    return image_t, mask_t
+
+
+class SegmentationDataset(Dataset):
+    """Base class. ``dataset[i]`` is ``(image uint8 (3, H, W), mask int64 (H, W))`` or, with
+    ``transforms``, whatever ``transforms(image, mask)`` returns.
+
+    Subclasses set ``classes``, ``palette``, ``base_size`` (the ``(long, short)`` scale that the
+    transforms rescale to; None = the image's own size) and implement ``__len__`` and ``load``.
+    """
+
+    name: str = ""
+    classes: tuple[str, ...] = ()
+    palette: list[tuple[int, int, int]] = []
+    ignore_index: int = IGNORE_INDEX
+    base_size: tuple[int, int] | None = None
+    splits: tuple[str, ...] = ("train", "val")
+
+    def __init__(self, split: str = "train", transforms: Callable | None = None):
+        self.split = split
+        self.transforms = transforms
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The untransformed sample ``index``."""
+        raise NotImplementedError
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        """Only the int64 (H, W) mask of sample ``index`` (e.g. for class statistics)."""
+        return self.load(index)[1]
+
+    def __getitem__(self, index: int) -> Any:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        image, mask = self.load(index % len(self))
+        if self.transforms is None:
+            return image, mask
+        return self.transforms(image, mask)
+
+    def check(self) -> list[str]:
+        """Load every sample and return every problem found, as readable lines (empty: all good)."""
+        problems = []
+        for i in range(len(self)):
+            try:
+                self.load(i)
+            except DatasetError as err:
+                problems.append(str(err))
+        return problems
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(split={self.split!r}, samples={len(self)}, "
+            f"classes={self.num_classes}, base_size={self.base_size})"
+        )
+
+
+class FileSegmentationDataset(SegmentationDataset):
+    """A dataset stored as image files and label PNGs.
+
+    Subclasses describe the layout with ``layout`` (for error messages), find the root with
+    ``resolve_root``, say where a split lives with ``split_marker`` and list the pairs with
+    ``find_samples``; ``label_table()`` gives the raw-value -> train-id lookup table.
+    With ``strict=False`` problems found while listing are kept in ``self.problems`` (for
+    ``check()``) instead of raised.
+    """
+
+    layout: str = ""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transforms: Callable | None = None,
+        *,
+        strict: bool = True,
+    ):
+        super().__init__(split=split, transforms=transforms)
+        if root is None:
+            raise FileNotFoundError(
+                f"{type(self).__name__} needs a root folder; expected layout: {self.layout}"
+            )
+        given = Path(root).expanduser()
+        if not given.is_dir():
+            raise FileNotFoundError(
+                f"{self.name} root {given} does not exist or is not a folder; "
+                f"expected layout: {self.layout}"
+            )
+        self.root = self.resolve_root(given)
+        self.problems: list[str] = []
+        self.samples: list[tuple[Path, Path]] = []
+        self.find_samples()
+        self._lut, self._valid = self._build_lut()
+        if strict and self.problems:
+            more = len(self.problems) - 1
+            extra = f" (and {more} more problem(s); `contextseg data check` lists them all)" if more else ""
+            raise DatasetError(self.problems[0] + extra)
+        if strict and not self.samples:
+            raise DatasetError(
+                f"{self.name} split {split!r} under {self.root} has no samples; "
+                f"expected layout: {self.layout}"
+            )
+
+    # -- layout, overridden by subclasses ---------------------------------------------------------
+    @classmethod
+    def resolve_root(cls, root: Path) -> Path:
+        return root
+
+    @classmethod
+    def split_marker(cls, root: Path, split: str) -> Path:
+        """The file or folder whose existence means ``split`` is present under ``root``."""
+        raise NotImplementedError
+
+    def find_samples(self) -> None:
+        """Fill ``self.samples``; append problems (image without mask, ...) to ``self.problems``."""
+        raise NotImplementedError
+
+    def label_table(self) -> np.ndarray:
+        """Raw mask value -> train id, a (256,) integer array. Default: values are train ids."""
+        return np.arange(256)
+
+    # -- shared machinery --------------------------------------------------------------------------
+    def _build_lut(self) -> tuple[np.ndarray, np.ndarray]:
+        table = np.asarray(self.label_table(), dtype=np.int64)
+        valid = (table < self.num_classes) | (table == self.ignore_index)
+        return np.where(valid, table, self.ignore_index).astype(np.uint8), valid
+
+    def pair_images_with_masks(self, images: Iterable[Path], mask_for: Callable[[Path], Path]) -> None:
+        """Append ``(image, mask_for(image))`` for each image; a missing mask is a problem."""
+        for image in sorted(images):
+            mask = mask_for(image)
+            if mask.is_file():
+                self.samples.append((image, mask))
+            else:
+                self.problems.append(f"image {image} has no mask: expected {mask}")
+
+    def require_dir(self, path: Path, what: str) -> bool:
+        if path.is_dir():
+            return True
+        self.problems.append(
+            f"{what} folder {path} does not exist (split {self.split!r}); expected layout: {self.layout}"
+        )
+        return False
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _read_checked(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+        image_path, mask_path = self.samples[index]
+        problems = []
+        image = raw = None
+        try:
+            image = read_image(image_path)
+        except DatasetError as err:
+            problems.append(str(err))
+        try:
+            raw = read_mask(mask_path)
+        except DatasetError as err:
+            problems.append(str(err))
+        if image is not None and raw is not None and image.shape[:2] != raw.shape[:2]:
+            problems.append(self._size_message(mask_path, raw.shape, image_path, image.shape))
+        if raw is not None:
+            bad = self._bad_values(raw)
+            if bad:
+                problems.append(self._bad_values_message(mask_path, bad))
+        return image, raw, problems
+
+    @staticmethod
+    def _size_message(mask_path, mask_shape, image_path, image_shape) -> str:
+        return (
+            f"mask {mask_path} is {mask_shape[1]}x{mask_shape[0]} (WxH) but its image {image_path} "
+            f"is {image_shape[1]}x{image_shape[0]}; they must have the same size"
+        )
+
+    def _bad_values_message(self, mask_path, bad) -> str:
+        return (
+            f"mask {mask_path} has values {format_values(bad)} that are neither a class nor the "
+            f"ignore index; valid stored values are {format_values(np.flatnonzero(self._valid))} "
+            f"(mapping to classes 0..{self.num_classes - 1} or ignore {self.ignore_index})"
+        )
+
+    def _bad_values(self, raw: np.ndarray) -> list[int]:
+        if raw.dtype != np.uint8:
+            raw = raw.astype(np.int64)
+            big = np.unique(raw[(raw > 255) | (raw < 0)]).tolist()
+            raw = np.clip(raw, 0, 255).astype(np.uint8)
+        else:
+            big = []
+        present = np.bincount(raw.ravel(), minlength=256) > 0
+        return np.flatnonzero(present & ~self._valid).tolist() + big
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, raw, problems = self._read_checked(index)
+        if problems:
+            raise DatasetError("; ".join(problems))
+        return to_tensors(image, self._lut[raw])
+
+    def load_mask(self, index: int) -> torch.Tensor:
+        image_path, mask_path = self.samples[index]
+        raw = read_mask(mask_path)
+        bad = self._bad_values(raw)
+        if bad:
+            raise DatasetError(self._bad_values_message(mask_path, bad))
+        if raw.shape != image_size(image_path):
+            h, w = image_size(image_path)
+            raise DatasetError(self._size_message(mask_path, raw.shape, image_path, (h, w)))
+        return torch.from_numpy(self._lut[raw].astype(np.int64))
+
+    def check(self) -> list[str]:
+        problems = list(self.problems)
+        for i in range(len(self.samples)):
+            problems.extend(self._read_checked(i)[2])
+        return problems
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", root='{self.root}')"
