@@ -1,0 +1,64 @@
+"""CPNet's decode head: Context Prior Layer -> CBR 3x3 -> cls_seg, plus the Affinity Loss."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..losses.affinity import AffinityLoss
+from ..modules.common import ConvBNReLU
+from ..modules.context_prior import ContextPriorLayer
+from .base import DecodeHead, HeadOutput
+
+__all__ = ["CPHead"]
+
+
+class CPHead(DecodeHead):
+    """CPNet head (the authors' released CPHead).
+
+    Args:
+        prior_size: feature size of the training crop, ``(h, w)`` (60x60 for 480 crops at OS 8,
+            64x64 for 512, 96x96 for 768; non-square allowed).
+        prior_channels: width of the aggregated features X~ (512).
+        kernel_size: k of the Aggregation Module's separable convolutions (11).
+        prior_groups: groups of the 1x1 prior conv (1 released, 16 in the authors' dev code).
+        affinity_weight: weight of the Affinity Loss in the total (1.0).
+        unary_weight, global_weight: lambda_u and lambda_g inside it (1.0 each).
+        ignore_mode: ``"extra_class"`` (released) or ``"mask"`` (PriorLoss).
+
+    Shape:
+        ``features[-1] (B, C5, h, w) -> {"logits": (B, K, h, w), "prior_logits": (B, h*w, h*w)}``.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        prior_size: Sequence[int] | int = (64, 64),
+        prior_channels: int = 512,
+        channels: int = 512,
+        kernel_size: int = 11,
+        prior_groups: int = 1,
+        affinity_weight: float = 1.0,
+        unary_weight: float = 1.0,
+        global_weight: float = 1.0,
+        ignore_mode: str = "extra_class",
+        ignore_index: int = 255,
+        dropout: float = 0.1,
+        in_index: int = -1,
+    ) -> None:
+        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        self.context_prior = ContextPriorLayer(self.input_channels, prior_channels, prior_size, kernel_size, prior_groups)
+        self.prior_size = self.context_prior.prior_size
+        self.bottleneck = ConvBNReLU(self.context_prior.out_channels, channels, 3)
+        self.affinity_weight = affinity_weight
+        self.affinity_loss = AffinityLoss(num_classes, ignore_index, unary_weight, global_weight, ignore_mode)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
+        x, prior_logits = self.context_prior(features[self.in_index])
+        return {"logits": self.cls_seg(self.bottleneck(x)), "prior_logits": prior_logits}
+
+    def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = self.affinity_loss(outputs["prior_logits"], targets, self.prior_size)
+        return {"loss_affinity": self.affinity_weight * loss}

@@ -1,0 +1,80 @@
+"""HANet's head: DeepLabV3+ (OS 8, ASPP 12/24/36, 1280-channel concat) with four height-driven attentions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modules.common import resize
+from ..modules.height_attention import HeightAttention
+from .aspp import DeepLabV3PlusHead
+from .base import HeadOutput
+
+__all__ = ["HANetHead"]
+
+
+class HANetHead(DeepLabV3PlusHead):
+    """DeepLabV3+ with HANet blocks as in the released DeepV3PlusHANet (flags 1 1 1 1 0):
+
+    ====  =========================  ===============================================
+    hanet  lower input                 modulates
+    ====  =========================  ===============================================
+    0      layer3 (C4)                 layer4 output (C5)
+    1      layer4 after hanet 0        ASPP output (1280, no projection)
+    2      ASPP output after hanet 1   the CBR 1x1 -> 256 after ASPP
+    3      decoder concat (304)        the decoder's 3x3 output (256)
+    ====  =========================  ===============================================
+
+    Args:
+        hanet_reduction: r of every block (64 for OS 8, 32 for OS 16).
+        hanet_rows: pooled rows (16).
+
+    Forward takes ``positions (B, H)``: each input-image row's absolute height as a fraction of the
+    original image (None = the input is the whole image).
+
+    Shape:
+        ``features [C2..C5] -> {"logits": (B, K, 4h, 4w)}``.
+    """
+
+    uses_positions = True
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 256,
+        c1_channels: int = 48,
+        output_stride: int = 8,
+        dilations: Sequence[int] | None = None,
+        hanet_reduction: int = 64,
+        hanet_rows: int = 16,
+        dropout: float = 0.1,
+        in_index: int = -1,
+    ) -> None:
+        super().__init__(in_channels, num_classes, channels, c1_channels, output_stride, dilations, dropout, in_index)
+        c4, c5 = self.in_channels[2], self.input_channels
+        aspp = self.aspp.out_channels
+        blocks = [(c4, c5), (c5, aspp), (aspp, channels), (channels + c1_channels, channels)]
+        self.hanet = nn.ModuleList(HeightAttention(lo, hi, hanet_reduction, hanet_rows) for lo, hi in blocks)
+
+    @staticmethod
+    def _rows(positions: torch.Tensor | None, height: int) -> torch.Tensor | None:
+        if positions is None:
+            return None
+        return F.interpolate(positions[:, None].float(), size=height, mode="linear", align_corners=False)[:, 0]
+
+    def forward(self, features: Sequence[torch.Tensor], positions: torch.Tensor | None = None) -> HeadOutput:
+        c2, c4, c5 = features[0], features[2], features[self.in_index]
+        c5 = c5 * self.hanet[0](c4, c5, self._rows(positions, c4.shape[2]))
+        aspp = self.aspp(c5)
+        aspp = aspp * self.hanet[1](c5, aspp, self._rows(positions, c5.shape[2]))
+        x = self.bottleneck(aspp)
+        x = x * self.hanet[2](aspp, x, self._rows(positions, aspp.shape[2]))
+        c1 = self.c1_bottleneck(c2)
+        dec0 = torch.cat([resize(x, c1.shape[-2:]), c1], dim=1)
+        dec1 = self.sep_bottleneck(dec0)
+        dec1 = dec1 * self.hanet[3](dec0, dec1, self._rows(positions, dec0.shape[2]))
+        return {"logits": self.cls_seg(dec1)}

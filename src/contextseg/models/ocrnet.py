@@ -1,0 +1,29 @@
+"""OCRNet (Yuan et al., ECCV 2020): backbone + OCR head; seg 1.0 + object regions 0.4.
+
+The soft-object-region head is OCRNet's auxiliary head: it lives inside the decode head (its logits
+feed the OCR path) and its loss is reported as ``loss_object_regions``, so ``aux_head`` adds no
+second FCN head and ``model.aux_head`` is None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..heads.base import DecodeHead
+from ..heads.ocr_head import OCRHead
+from .segmentor import Segmentor
+
+__all__ = ["OCRNet"]
+
+
+class OCRNet(Segmentor):
+    head_cls = OCRHead
+    description = "OCRNet: object-contextual representations over soft object regions (Yuan et al., ECCV 2020)"
+
+    def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
+        kwargs.setdefault("concat_inputs", self.backbone.name.startswith("hrnet"))
+        kwargs.setdefault("class_weight", self.class_weight)
+        return super().build_decode_head(in_channels, num_classes, **kwargs)
+
+    def build_aux_head(self, in_channels: list[int], num_classes: int) -> None:
+        return None

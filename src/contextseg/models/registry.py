@@ -1,0 +1,56 @@
+"""The model registry: one explicit name -> class dict, timm-style ``create_model``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .baselines import FCN, DeepLabV3, DeepLabV3Plus, PSPNet
+from .cpnet import CPNet
+from .encnet import EncNet
+from .hanet import HANet
+from .ocrnet import OCRNet
+from .spnet import SPNet
+from .segmentor import Segmentor
+
+__all__ = ["MODELS", "create_model", "list_models", "get_model_class"]
+
+MODELS: dict[str, type[Segmentor]] = {
+    "fcn": FCN,
+    "pspnet": PSPNet,
+    "deeplabv3": DeepLabV3,
+    "deeplabv3plus": DeepLabV3Plus,
+    "cpnet": CPNet,
+    "encnet": EncNet,
+    "ocrnet": OCRNet,
+    "spnet": SPNet,
+    "hanet": HANet,
+}
+
+
+def list_models() -> list[str]:
+    """Sorted model names."""
+    return sorted(MODELS)
+
+
+def get_model_class(name: str) -> type[Segmentor]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}") from None
+
+
+def create_model(name: str, num_classes: int, **kwargs: Any) -> Segmentor:
+    """Build a model by name: ``create_model("cpnet", num_classes=150, backbone="resnet50d", ...)``.
+
+    Keywords are the segmentor's (``backbone``, ``output_stride``, ``pretrained_backbone``,
+    ``aux_head``, ``aux_weight``, ``ohem_thresh``, ...) and the method's head options; an unknown
+    keyword is an error that lists the accepted ones.
+    """
+    cls = get_model_class(name)
+    accepted = cls.options()
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))}"
+        )
+    return cls(num_classes=num_classes, **kwargs)

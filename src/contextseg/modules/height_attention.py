@@ -1,0 +1,86 @@
+"""Height-driven Attention (Choi et al., "Cars Can't Fly up in the Sky: Improving Urban-Scene
+Segmentation via Height-driven Attention Networks", CVPR 2020).
+
+In street scenes the class distribution depends strongly on the image row: sky at the top, road at
+the bottom. HANet pools a lower-level feature map over the width into a few row descriptors, adds a
+sinusoidal encoding of each row's absolute height, and predicts a per-row channel attention that
+re-weights a higher-level feature map, broadcast along the width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["HeightAttention", "height_encoding"]
+
+
+def height_encoding(rows: int, channels: int) -> torch.Tensor:
+    """Sinusoidal table (rows, channels): sin on even, cos on odd channels, plus 1 (range [0, 2]).
+
+    ``angle(p, i) = p / cycle ** (2 * (i // 2) / channels)`` with the released code's short cycle,
+    10 when ``channels > 50`` and 100 otherwise (not the usual 10000: there are only a few rows).
+    """
+    cycle = 10 if channels > 50 else 100
+    pos = np.arange(rows, dtype=np.float64)[:, None]
+    idx = np.arange(channels)[None, :]
+    angle = pos / np.power(cycle, 2 * (idx // 2) / channels)
+    table = np.where(idx % 2 == 0, np.sin(angle), np.cos(angle)) + 1.0
+    return torch.from_numpy(table).float()
+
+
+class HeightAttention(nn.Module):
+    """HANet block (Sec. 3, Fig. 3): per-row channel attention of a higher-level map from a lower one.
+
+    1. Width-wise average pooling of ``low`` with its height resampled to ``rows`` (16): (B, C_l, 16).
+    2. Dropout 0.1; Conv1d 1x1 C_l -> m = ceil(C_l / reduction) (no bias), BN1d, ReLU.
+    3. Add the frozen sinusoidal height encoding of each row (Eq. 6), looked up by the row's absolute
+       height in the original image; in training the row index gets integer noise in [-2, 2].
+    4. Conv1d k3 m -> 2m, BN1d, ReLU; Conv1d k3 2m -> C_h; sigmoid (Eq. 4-5).
+    5. Linear interpolation from ``rows`` to the height of ``high``.
+
+    ``positions (B, h_low)`` gives each row of ``low`` its absolute height in the original image as a
+    fraction in [0, 1] (so crops and sliding windows keep the true heights); None means ``low`` spans
+    the whole image evenly.
+
+    Shape:
+        ``low (B, C_l, h_l, w_l), high (B, C_h, h_h, w_h) -> attention (B, C_h, h_h, 1)``; the caller
+        applies ``high * attention``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, reduction: int = 64, rows: int = 16, dropout: float = 0.1, position_noise: float = 0.5) -> None:
+        super().__init__()
+        m = math.ceil(in_channels / reduction)
+        self.rows = rows
+        self.position_noise = position_noise
+        self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()
+        self.reduce = nn.Sequential(nn.Conv1d(in_channels, m, 1, bias=False), nn.BatchNorm1d(m), nn.ReLU(inplace=True))
+        self.register_buffer("encoding", height_encoding(rows, m), persistent=False)
+        self.conv = nn.Sequential(nn.Conv1d(m, 2 * m, 3, padding=1), nn.BatchNorm1d(2 * m), nn.ReLU(inplace=True), nn.Conv1d(2 * m, out_channels, 3, padding=1))
+
+    def row_index(self, positions: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+        """Row of the encoding table for each of the ``rows`` pooled rows: (B, rows) int64."""
+        if positions is None:
+            index = torch.arange(self.rows, device=device).expand(batch, self.rows)
+        else:
+            pooled = F.interpolate(positions[:, None].float(), size=self.rows, mode="nearest")[:, 0]
+            index = (pooled * self.rows).floor().long()
+        if self.training and self.position_noise > 0:
+            noise = torch.floor(torch.randn(index.shape, device=device) * self.position_noise).clamp(-2, 2).long()
+            index = index + noise
+        return index.clamp(0, self.rows - 1)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is not None and positions.shape != (low.shape[0], low.shape[2]):
+            raise ValueError(f"positions must be (B, h_low) = {(low.shape[0], low.shape[2])}, got {tuple(positions.shape)}")
+        pooled = F.adaptive_avg_pool2d(low, (self.rows, 1))[..., 0]  # (B, C_l, rows)
+        z = self.reduce(self.dropout(pooled))
+        index = self.row_index(positions, low.shape[0], low.device)
+        z = z + self.encoding[index].transpose(1, 2).to(z.dtype)  # (B, m, rows)
+        attention = torch.sigmoid(self.conv(z))  # (B, C_h, rows)
+        attention = F.interpolate(attention, size=high.shape[2], mode="linear", align_corners=False)
+        return attention[..., None]

@@ -1,0 +1,111 @@
+"""The five context methods as whole models: shape contracts, paper losses, overfitting, bf16."""
+
+import pytest
+import torch
+
+import contextseg as cs
+from contextseg.data import build_dataset
+from contextseg.data.transforms import EvalTransform
+
+METHODS = ["cpnet", "encnet", "ocrnet", "spnet", "hanet"]
+SMALL = {"spnet": {"pool_sizes": (4, 2), "mpm_channels": 128}}
+
+
+def build(name, size, num_classes=9, **kw):
+    kwargs = dict(SMALL.get(name, {}))
+    if name == "cpnet":
+        kwargs["prior_size"] = (-(-size[0] // 8), -(-size[1] // 8))
+    kwargs.update(kw)
+    return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **kwargs)
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_shape_contract_at_two_sizes(name, size):
+    torch.manual_seed(0)
+    model = build(name, size).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 9, *size) and torch.isfinite(out).all()
+
+
+def test_paper_loss_terms_and_weights():
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64))
+    expected = {
+        "cpnet": {"loss_seg", "loss_aux", "loss_affinity"},
+        "encnet": {"loss_seg", "loss_aux", "loss_se"},
+        "ocrnet": {"loss_seg", "loss_object_regions"},
+        "spnet": {"loss_seg", "loss_aux"},
+        "hanet": {"loss_seg", "loss_aux"},
+    }
+    for name in METHODS:
+        losses = build(name, (64, 64)).train()(x, y)
+        assert set(losses) == expected[name] | {"loss"}, name
+    # the weights are the papers': SE 0.2, object regions 0.4, affinity 1.0, aux 0.4
+    enc = build("encnet", (64, 64)).train()
+    out = enc(x, y)
+    assert enc.decode_head.se_weight == 0.2 and enc.aux_weight == 0.4
+    assert build("ocrnet", (64, 64)).decode_head.region_weight == 0.4
+    assert build("cpnet", (64, 64)).decode_head.affinity_weight == 1.0
+    assert build("ocrnet", (64, 64)).aux_head is None
+    assert out["loss"].requires_grad
+
+
+def test_cpnet_refuses_a_feature_size_other_than_its_prior():
+    model = build("cpnet", (64, 64)).eval()
+    with pytest.raises(ValueError, match=r"8x10 feature map but its prior_size is 8x8.*slide"):
+        model(torch.randn(1, 3, 64, 80))
+    # sliding windows of the training crop make any image size work
+    probs = cs.engine.inference(model, torch.randn(1, 3, 90, 150), mode="slide", crop_size=(64, 64))
+    assert probs.shape == (1, 9, 90, 150)
+
+
+def test_hanet_uses_positions_and_spnet_has_spm():
+    model = build("hanet", (64, 64)).eval()
+    assert model.uses_positions
+    x = torch.randn(1, 3, 64, 64)
+    top = (torch.arange(64) + 0.5)[None] / 128  # the input is the top half of a taller frame
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(x, positions=top))
+    spnet = build("spnet", (64, 64))
+    assert sum(isinstance(m, cs.modules.StripPooling) for m in spnet.backbone.modules()) == 5
+    assert sum(isinstance(m, cs.modules.StripPooling) for m in build("spnet", (64, 64), spm=False).modules()) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    ds = build_dataset("synthetic", None, "train", transforms=EvalTransform(), size=(64, 128), length=2)
+    samples = [ds[i] for i in range(2)]
+    return torch.stack([s["image"] for s in samples]), torch.stack([s["mask"] for s in samples])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_overfits_a_tiny_synthetic_batch(name, tiny_batch):
+    torch.manual_seed(0)
+    images, masks = tiny_batch
+    model = build(name, tuple(images.shape[-2:])).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    history = []
+    for _ in range(40):
+        losses = model(images, masks)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        history.append({k: v.item() for k, v in losses.items()})
+    assert history[-1]["loss_seg"] < 0.5 * history[0]["loss_seg"], [h["loss_seg"] for h in history[::5]]
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+@pytest.mark.parametrize("name", cs.list_models())
+def test_bf16_autocast_forward_is_finite(name):
+    torch.manual_seed(0)
+    model = build(name, (64, 64)).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 64, 64))
+    assert torch.isfinite(out.float()).all()
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64)))
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -1,0 +1,61 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from contextseg.modules import HeightAttention
+from contextseg.modules.height_attention import height_encoding
+
+
+def test_encoding_table():
+    t = height_encoding(16, 5)
+    assert t.shape == (16, 5) and t.min() >= 0 and t.max() <= 2
+    # cycle 100 for <= 50 channels: channel 2 of row 3 = sin(3 / 100 ** (2 / 5)) + 1
+    assert t[3, 2].item() == pytest_approx(math.sin(3 / 100 ** (2 / 5)) + 1)
+    assert t[3, 3].item() == pytest_approx(math.cos(3 / 100 ** (2 / 5)) + 1)
+
+
+def pytest_approx(v):
+    import pytest
+
+    return pytest.approx(v, rel=1e-6)
+
+
+def test_reference_and_width_broadcast():
+    torch.manual_seed(0)
+    ha = HeightAttention(8, 6, reduction=4, rows=4).double().eval()
+    low = torch.randn(2, 8, 8, 5, dtype=torch.double)
+    high = torch.randn(2, 6, 6, 7, dtype=torch.double)
+    att = ha(low, high)
+    assert att.shape == (2, 6, 6, 1)
+    # reference: average every 2 rows of the width-mean, Conv1d stack, linear resize of the heights
+    pooled = low.mean(3).view(2, 8, 4, 2).mean(3)
+    z = ha.reduce(pooled) + height_encoding(4, 2).double().t()[None]
+    ref = torch.sigmoid(ha.conv(z))
+    ref = F.interpolate(ref, size=6, mode="linear", align_corners=False)
+    assert torch.allclose(att[..., 0], ref, rtol=1e-6)
+    gated = high * att  # broadcast along width only
+    for j in range(7):
+        assert torch.allclose(gated[..., j], high[..., j] * ref)
+
+
+def test_positions_select_encoding_rows_and_none_means_full_image():
+    torch.manual_seed(0)
+    ha = HeightAttention(8, 6, reduction=4, rows=4).eval()
+    low, high = torch.randn(1, 8, 8, 5), torch.randn(1, 6, 8, 5)
+    full = (torch.arange(8) + 0.5)[None] / 8
+    assert torch.allclose(ha(low, high), ha(low, high, full))
+    # the same features seen as the bottom half of a taller image get other encodings
+    bottom = 0.5 + full / 2
+    assert not torch.allclose(ha(low, high), ha(low, high, bottom))
+    assert ha.row_index(bottom, 1, "cpu").tolist() == [[2, 2, 3, 3]]
+
+
+def test_training_noise_is_integer_and_bounded():
+    ha = HeightAttention(8, 6, reduction=4, rows=16).train()
+    torch.manual_seed(0)
+    idx = ha.row_index(None, 64, "cpu")
+    delta = idx - torch.arange(16)
+    assert delta.abs().max() <= 2 and delta.abs().sum() > 0
+    ha.eval()
+    assert torch.equal(ha.row_index(None, 2, "cpu"), torch.arange(16).expand(2, 16))

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from contextseg.backbones import TimmBackbone
+from contextseg.modules import MixedPooling, StripPooling, insert_strip_pooling
+
+
+def test_spm_gate_from_row_and_column_means():
+    torch.manual_seed(0)
+    spm = StripPooling(3).double().eval()
+    x = torch.randn(2, 3, 4, 5, dtype=torch.double)
+    rows = torch.stack([x[:, :, i, :].mean(-1) for i in range(4)], -1)[..., None]  # (B, C, h, 1)
+    cols = torch.stack([x[:, :, :, j].mean(-1) for j in range(5)], -1)[:, :, None]  # (B, C, 1, w)
+    yh = spm.conv_h(rows)
+    yw = spm.conv_w(cols)
+    y = torch.zeros_like(x)
+    for i in range(4):
+        for j in range(5):
+            y[:, :, i, j] = yh[:, :, i, 0] + yw[:, :, 0, j]
+    gate = torch.sigmoid(spm.fuse(torch.relu(y)))
+    assert torch.allclose(spm(x), x * gate, rtol=1e-6)
+
+
+def test_mpm_shape_residual_and_pool_sizes():
+    torch.manual_seed(0)
+    mpm = MixedPooling(16, pool_sizes=(4, (2, 3))).eval()
+    x = torch.randn(2, 16, 9, 11)
+    y = mpm(x)
+    assert y.shape == x.shape and (y >= 0).all()
+    assert [m[0].output_size for m in mpm.short_pools] == [(4, 4), (2, 3)]
+
+
+@pytest.mark.parametrize("name, widths", [("resnet50d", {"layer1.2": 64, "layer2.3": 128, "layer3.5": 256, "layer4.0": 512, "layer4.1": 512, "layer4.2": 512}), ("resnet18d", {"layer1.1": 64, "layer2.1": 128, "layer3.1": 256, "layer4.0": 512, "layer4.1": 512})])
+def test_spm_placement_in_timm_resnets(name, widths):
+    body = TimmBackbone(name, output_stride=8).body
+    names = insert_strip_pooling(body)
+    assert dict(zip(names, [widths[n] for n in names])) == widths and set(names) == set(widths)
+    spms = {n: m for n, m in body.named_modules() if isinstance(m, StripPooling)}
+    assert len(spms) == len(widths)
+    # the SPM sees the output of conv2 + BN + ReLU (bottleneck) and feeds conv3
+    block = body.layer4[0]
+    seen = {}
+    spm = block.aa[1]
+    spm.register_forward_hook(lambda m, i, o: seen.update(inp=i[0], out=o))
+    inner = {}
+    last = block.conv3 if hasattr(block, "conv3") else block.conv2
+    last.register_forward_hook(lambda m, i, o: inner.update(inp=i[0]))
+    before = block.act2 if hasattr(block, "conv3") else block.act1
+    before.register_forward_hook(lambda m, i, o: inner.update(act=o))
+    body(torch.randn(1, 3, 64, 64))
+    assert torch.equal(seen["inp"], inner["act"]) and torch.equal(seen["out"], inner["inp"])
+
+
+def test_spm_needs_a_resnet():
+    body = TimmBackbone("hrnet_w18_small").body
+    with pytest.raises(ValueError, match="timm ResNet"):
+        insert_strip_pooling(body)
