@@ -1,0 +1,1 @@
+"""The ``contextseg`` command line."""

@@ -1,0 +1,117 @@
+"""``contextseg bench``: parameters, FLOPs, latency and peak memory per model.
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products,
+counted as 2 x multiply-accumulates). On CUDA the peak memory is ``torch.cuda.max_memory_allocated``;
+on the CPU each model runs in a fresh subprocess and the peak is its resident-set growth.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _build(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
+    from ..models import MODELS
+
+    cls = MODELS[name]
+    kwargs = {}
+    if "prior_size" in cls.options():  # CPNet's prior is tied to the feature size (OS 8)
+        kwargs["prior_size"] = (-(-size[0] // 8), -(-size[1] // 8))
+    return cls(num_classes=num_classes, backbone=backbone, **kwargs)
+
+
+def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool) -> dict:
+    from ..engine.builders import autocast_context
+    from ..engine.distributed import resolve_device
+
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    model = _build(name, backbone, num_classes, tuple(size)).to(dev)
+    params = sum(p.numel() for p in model.parameters())
+    x = torch.randn(batch, 3, *size, device=dev)
+    y = torch.randint(0, num_classes, (batch, *size), device=dev)
+    ctx = autocast_context(dev, precision)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, ctx():
+        model(x)
+    flops = counter.get_total_flops()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def step():
+        if train:
+            model.train()
+            with ctx():
+                loss = model(x, y)["loss"]
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), ctx():
+                model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0, 0) / 1024
+    return {
+        "model": name,
+        "backbone": backbone,
+        "params_M": params / 1e6,
+        "GFLOPs": flops / 1e9,
+        "latency_ms": 1000 * statistics.median(times),
+        "peak_mem_MiB": peak,
+        "device": str(dev),
+        "size": list(size),
+        "batch": batch,
+        "mode": "train" if train else "inference",
+        "precision": precision,
+    }
+
+
+def _worker(kwargs: dict, queue) -> None:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    queue.put(bench_one(**kwargs))
+
+
+def run_bench(args) -> int:
+    from ..models import list_models
+
+    names = list_models() if args.models == "all" else [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(list_models()))
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(list_models())}")
+    use_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    rows = []
+    for name in names:
+        kwargs = dict(name=name, backbone=args.backbone, num_classes=args.num_classes, size=tuple(args.size), batch=args.batch_size, repeats=args.repeats, device=args.device, precision=args.precision, train=args.train)
+        if use_cuda:
+            rows.append(bench_one(**kwargs))
+        else:  # a fresh process per model so that its peak RSS is its own
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_worker, args=(kwargs, queue))
+            proc.start()
+            rows.append(queue.get())
+            proc.join()
+        r = rows[-1]
+        print(f"{r['model']:<14} {r['params_M']:8.2f}M {r['GFLOPs']:9.1f} GFLOPs {r['latency_ms']:9.1f} ms {r['peak_mem_MiB']:9.0f} MiB", flush=True)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    return 0

@@ -1,0 +1,213 @@
+"""The subcommands behind ``contextseg``; each takes the parsed ``argparse.Namespace``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..engine.checkpoint import load_checkpoint
+from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """``contextseg train train.max_iters=5`` has no CONFIG: the first word is an override."""
+    if config is not None and "=" in config and not Path(config).exists():
+        return None, [config, *overrides]
+    return config, list(overrides)
+
+
+# -- train ------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from ..engine.trainer import train
+
+    config, overrides = _split_config_and_overrides(args.config, args.overrides)
+    cfg = load_config(config, overrides)
+    if args.print_config:
+        print(cfg.dump(), end="")
+        return 0
+    source = config or "the embedded default (synthetic street scenes)"
+    print(
+        f"training {cfg.model['name']} ({cfg.model.get('backbone', 'resnet50d')}) on {cfg.data.name} from {source}: "
+        f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}",
+        flush=True,
+    )
+    start = time.time()
+    train(cfg)
+    print(f"done in {time.time() - start:.0f} s")
+    return 0
+
+
+# -- checkpoint-based commands -----------------------------------------------------------------
+def _checkpoint_config(ckpt: dict, path: str, config: str | None = None, overrides: list[str] | None = None) -> Config:
+    if "config" not in ckpt or "classes" not in ckpt:
+        raise ConfigError(f"checkpoint {path!r} carries no config/classes; it was not written by contextseg train")
+    raw = dict(ckpt["config"])
+    if config is not None:
+        user = read_yaml(config)
+        for key in ("data", "evaluate"):
+            if key in user:
+                raw[key] = user[key]
+    raw = apply_overrides(raw, overrides or [])
+    return Config.from_dict(raw, source=f"checkpoint {path}")
+
+
+def _inference_overrides(args) -> list[str]:
+    out = []
+    if args.mode:
+        out.append(f"evaluate.mode={args.mode}")
+    if args.scales:
+        out.append(f"evaluate.scales={args.scales}")
+    if args.flip:
+        out.append("evaluate.flip=true")
+    return out
+
+
+def load_trained_model(path: str, device: torch.device, config: str | None = None, overrides: list[str] | None = None):
+    """(model in eval mode, resolved config, checkpoint dict) of a contextseg checkpoint."""
+    from ..engine.builders import build_model
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    cfg = _checkpoint_config(ckpt, path, config, overrides)
+    model_cfg = dict(cfg.model)
+    model_cfg["pretrained_backbone"] = None  # the checkpoint holds every weight
+    cfg.model = model_cfg
+    model = build_model(cfg, len(ckpt["classes"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg, ckpt
+
+
+def cmd_eval(args) -> int:
+    from ..engine.builders import autocast_context, build_eval_dataset
+    from ..engine.distributed import resolve_device
+    from ..engine.evaluate import evaluate, format_results
+
+    device = resolve_device(args.device)
+    config, overrides = _split_config_and_overrides(args.config, args.overrides)
+    model, cfg, ckpt = load_trained_model(args.checkpoint, device, config, overrides + _inference_overrides(args))
+    dataset = build_eval_dataset(cfg, args.split, with_positions=False)
+    if list(dataset.classes) != list(ckpt["classes"]):
+        raise ConfigError(f"dataset {cfg.data.name!r} has classes {list(dataset.classes)[:5]}... but the checkpoint was trained on {ckpt['classes'][:5]}...")
+    ev = cfg.evaluate
+    print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images), mode {ev.mode}, scales {ev.scales}, flip {ev.flip}")
+    results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision))
+    print(format_results(results, dataset.classes))
+    if args.json_path:
+        payload = {"checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def _collect_images(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input {item!r} is neither an image file nor a folder")
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {inputs}")
+    return files
+
+
+def cmd_predict(args) -> int:
+    from PIL import Image
+
+    from ..data import colorize
+    from ..data.base import read_image
+    from ..data.transforms import EvalTransform
+    from ..engine.builders import autocast_context
+    from ..engine.distributed import resolve_device
+    from ..engine.inference import inference
+
+    device = resolve_device(args.device)
+    model, cfg, ckpt = load_trained_model(args.checkpoint, device, None, _inference_overrides(args))
+    palette = [tuple(c) for c in ckpt["palette"]]
+    base = tuple(cfg.data.base_size) if cfg.data.base_size else ckpt.get("base_size")
+    transform = EvalTransform(base_size=tuple(base) if base else None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = cfg.evaluate
+    ctx = autocast_context(device, cfg.train.precision)
+    files = _collect_images(args.inputs)
+    for path in files:
+        rgb = read_image(path)
+        image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        sample = transform(image, torch.zeros(rgb.shape[:2], dtype=torch.int64))
+        with ctx():
+            probs = inference(model, sample["image"][None].to(device), mode=ev.mode, crop_size=ev.crop_size or cfg.data.crop_size, stride=ev.stride, scales=ev.scales, flip=ev.flip, out_size=rgb.shape[:2])
+        labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
+        Image.fromarray(labels).save(out / f"{path.stem}.png")
+        colour = colorize(labels, palette).astype(np.float32)
+        overlay = (1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour
+        Image.fromarray(overlay.round().clip(0, 255).astype(np.uint8)).save(out / f"{path.stem}_overlay.png")
+    print(f"wrote {len(files)} label PNGs and overlays to {out}")
+    return 0
+
+
+# -- models -----------------------------------------------------------------------------------
+def cmd_models(args) -> int:
+    from ..models import MODELS, list_models
+
+    rows = []
+    for name in list_models():
+        cls = MODELS[name]
+        kwargs = {"prior_size": (64, 64)} if "prior_size" in cls.options() else {}
+        model = cls(num_classes=args.num_classes, backbone=args.backbone, **kwargs)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        rows.append((name, f"{params:.1f}M", cls.description))
+        del model
+    width = max(len(r[0]) for r in rows)
+    print(f"{'model':<{width}}  {'params':>7}  description   ({args.backbone}, {args.num_classes} classes)")
+    for name, params, desc in rows:
+        print(f"{name:<{width}}  {params:>7}  {desc}")
+    return 0
+
+
+# -- data ---------------------------------------------------------------------------------------
+def cmd_data(args) -> int:
+    from .. import data
+
+    if args.data_command == "check":
+        problems = data.check_dataset(args.name, args.root, args.split)
+        if problems:
+            for line in problems:
+                print(f"- {line}")
+            print(f"{len(problems)} problem(s) found in {args.name} at {args.root}", file=sys.stderr)
+            return 1
+        print(f"{args.name} at {args.root}: no problems found")
+        return 0
+    if args.data_command == "prepare":
+        written = data.prepare_cityscapes(args.root)
+        print(f"wrote {written} *_labelTrainIds.png files under {args.root}")
+        return 0
+    if args.data_command == "export-synthetic":
+        splits = [s for s in args.splits.split(",") if s]
+        data.export_synthetic(args.out, splits=splits, size=tuple(args.size), length=args.length, seed=args.seed)
+        print(f"wrote synthetic splits {', '.join(splits)} to {args.out} (folder layout)")
+        return 0
+    print("usage: contextseg data {check,prepare,export-synthetic} ...", file=sys.stderr)
+    return 2
+
+
+# -- bench / export -----------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def cmd_export(args) -> int:
+    from .export import run_export
+
+    return run_export(args)

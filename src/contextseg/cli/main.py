@@ -1,0 +1,109 @@
+"""``contextseg``: train, eval, predict, models, data, bench, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..engine.config import ConfigError
+
+__all__ = ["main", "build_parser"]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1.0,1.5, got {text!r}") from None
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("whole", "slide"), help="whole image or sliding windows of the training crop")
+    p.add_argument("--scales", type=_floats, help="test-time scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
+    p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contextseg", description="Semantic segmentation with context aggregation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (the embedded synthetic default without CONFIG)")
+    p.add_argument("config", nargs="?", help="YAML config; omit to train the embedded default")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_iters=20")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: per-class IoU/Acc, mIoU/mAcc/aAcc")
+    p.add_argument("config", nargs="?", help="optional YAML whose data/evaluate sections replace the checkpoint's")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.root=/data/ade")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by contextseg train")
+    p.add_argument("--split", help="dataset split (default: the config's val_split)")
+    p.add_argument("--json", dest="json_path", help="also write the results as JSON to this path")
+    _add_inference_options(p)
+
+    p = sub.add_parser("predict", help="write a label PNG and a colour overlay per image")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask")
+    _add_inference_options(p)
+
+    p = sub.add_parser("models", help="list model names with parameter counts and descriptions")
+    p.add_argument("--backbone", default="resnet50d")
+    p.add_argument("--num-classes", type=int, default=150)
+
+    p = sub.add_parser("data", help="dataset tools: check, prepare, export-synthetic")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    q = dsub.add_parser("check", help="validate a dataset on disk and report every problem")
+    q.add_argument("name")
+    q.add_argument("root")
+    q.add_argument("--split", help="only this split (default: every split present)")
+    q = dsub.add_parser("prepare", help="derive files a dataset needs (cityscapes: *_labelTrainIds.png)")
+    q.add_argument("name", choices=("cityscapes",))
+    q.add_argument("root")
+    q = dsub.add_parser("export-synthetic", help="write the synthetic scenes in the folder layout")
+    q.add_argument("out")
+    q.add_argument("--splits", default="train,val")
+    q.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(128, 256))
+    q.add_argument("--length", type=int, help="images per split (default: the split's default)")
+    q.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("bench", help="params, FLOPs, latency and peak memory per model")
+    p.add_argument("--models", default="all", help="comma-separated names or 'all'")
+    p.add_argument("--backbone", default="resnet50d")
+    p.add_argument("--num-classes", type=int, default=150)
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(512, 512))
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--train", action="store_true", help="time forward+backward of a training step instead")
+    p.add_argument("--json", dest="json_path")
+
+    p = sub.add_parser("export", help="export a checkpoint for deployment")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
+    p.add_argument("--opset", type=int, default=18)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from . import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return int(handler(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"contextseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

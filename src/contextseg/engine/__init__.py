@@ -1,0 +1,8 @@
+"""Engine: configuration, training, evaluation, inference, checkpoints and distributed helpers."""
+
+from .config import Config, ConfigError, load_config
+from .evaluate import evaluate, format_results
+from .inference import inference, slide_inference
+from .trainer import Trainer, train
+
+__all__ = ["Config", "ConfigError", "load_config", "evaluate", "format_results", "inference", "slide_inference", "Trainer", "train"]

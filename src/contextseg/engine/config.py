@@ -1,0 +1,263 @@
+"""Experiment configuration: YAML files mapped one-to-one onto dataclasses and ``create_model``.
+
+A config has four sections::
+
+    model:     # the keywords of contextseg.create_model (name + options)
+    data:      # DataConfig: dataset, splits, training-transform options, loader
+    train:     # TrainConfig: schedule, optimiser, precision, checkpoints
+    evaluate:  # EvalConfig: whole/slide inference, scales, flip
+
+``key=value`` overrides use dotted keys (``train.max_iters=20``); values are parsed as YAML
+(``[1, 2]``, ``null``, ``true``, ``1e-4``). The resolved config (every default filled in) is what a
+checkpoint stores; dumping it and loading it back gives the same experiment.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DataConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "Config",
+    "load_config",
+    "default_config_path",
+    "apply_overrides",
+    "ConfigError",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says where and why."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # a name of contextseg.data.build_dataset
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    kwargs: dict = field(default_factory=dict)  # extra dataset constructor options
+    base_size: list[int] | None = None  # (long, short) base scale; None = the dataset's own
+    crop_size: list[int] = field(default_factory=lambda: [512, 512])  # (h, w)
+    ratio_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    cat_max_ratio: float = 0.75
+    flip_prob: float = 0.5
+    photometric: bool = True
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 80000
+    batch_size: int = 16  # global: split evenly over the torchrun processes
+    lr: float = 0.01
+    min_lr: float | None = None  # poly floor; None = 1e-4 * lr
+    power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.1  # LR factor at iteration 0 of a linear warm-up
+    head_lr_mult: float = 1.0  # LR multiplier of every parameter outside the backbone
+    paramwise: list = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
+    grad_clip: float | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    sync_bn: bool = True  # SyncBatchNorm when distributed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    log_interval: int = 10
+    eval_interval: int = 4000
+    work_dir: str | None = None  # None = runs/<config name>
+    resume: str | bool | None = "auto"  # auto | false | path to a checkpoint
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "whole"  # whole | slide
+    crop_size: list[int] | None = None  # slide window (h, w); None = data.crop_size
+    stride: list[int] | None = None  # slide stride; None = 2/3 of the window
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+
+
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
+
+
+@dataclass
+class Config:
+    name: str
+    model: dict
+    data: DataConfig
+    train: TrainConfig
+    evaluate: EvalConfig
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.train.work_dir or Path("runs") / self.name)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<config>") -> "Config":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a config is a mapping with sections model/data/train/evaluate, got {type(raw).__name__}")
+        known = {"name", "model", *_SECTIONS}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level key(s) {_suggest(unknown, known)}")
+        model = dict(raw.get("model") or {})
+        if "name" not in model:
+            raise ConfigError(f"{source}: model.name is required (one of contextseg.list_models())")
+        sections = {key: _build_section(cls_, raw.get(key) or {}, f"{source}: {key}") for key, cls_ in _SECTIONS.items()}
+        _check(sections["data"], sections["train"], sections["evaluate"], source)
+        name = raw.get("name") or f"{model['name']}_{sections['data'].name}"
+        return cls(name=str(name), model=model, **sections)
+
+
+def _suggest(bad: set[str], valid: set[str]) -> str:
+    parts = []
+    for key in sorted(bad):
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(parts) + f"; valid keys: {', '.join(sorted(valid))}"
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple), "dict": (dict,), "None": (type(None),)}
+
+
+def _type_ok(value, annotation: str) -> bool:
+    allowed: tuple = ()
+    for part in annotation.split("|"):
+        allowed += _TYPES.get(part.strip().split("[")[0], ())
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed)
+
+
+def _build_section(cls_, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls_)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {_suggest(unknown, set(fields))}")
+    for key, value in values.items():
+        annotation = str(fields[key].type)
+        if not _type_ok(value, annotation):
+            raise ConfigError(f"{where}.{key} must be {annotation}, got {value!r}")
+    return cls_(**values)
+
+
+def _pair(value, where: str) -> None:
+    if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value)):
+        raise ConfigError(f"{where} must be two positive integers, got {value!r}")
+
+
+def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) -> None:
+    _pair(data.crop_size, f"{source}: data.crop_size (h, w)")
+    _pair(data.base_size, f"{source}: data.base_size (long, short)")
+    _pair(ev.crop_size, f"{source}: evaluate.crop_size (h, w)")
+    _pair(ev.stride, f"{source}: evaluate.stride (h, w)")
+    if train.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"{source}: train.precision must be fp32, bf16 or fp16, got {train.precision!r}")
+    if ev.mode not in ("whole", "slide"):
+        raise ConfigError(f"{source}: evaluate.mode must be 'whole' or 'slide', got {ev.mode!r}")
+    for key in ("max_iters", "batch_size", "log_interval", "eval_interval"):
+        if int(getattr(train, key)) < 1:
+            raise ConfigError(f"{source}: train.{key} must be >= 1, got {getattr(train, key)!r}")
+    if not ev.scales or any(float(s) <= 0 for s in ev.scales):
+        raise ConfigError(f"{source}: evaluate.scales must be positive numbers, got {ev.scales!r}")
+    for rule in train.paramwise:
+        if not isinstance(rule, dict) or "pattern" not in rule or set(rule) - {"pattern", "lr_mult", "weight_decay"}:
+            raise ConfigError(f"{source}: each train.paramwise rule is {{pattern, lr_mult?, weight_decay?}}, got {rule!r}")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.max_iters=20)")
+    key, value = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        parsed = yaml_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: cannot parse the value as YAML ({exc})") from None
+    return path, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with every ``a.b.c=value`` override set."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def default_config_path() -> Path:
+    """The embedded default: a small model on the synthetic street scenes, a few CPU minutes."""
+    return Path(str(resources.files("contextseg") / "configs" / "default.yaml"))
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    return raw or {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (the embedded default when ``path`` is None) and apply overrides."""
+    path = Path(path) if path is not None else default_config_path()
+    raw = read_yaml(path)
+    raw.setdefault("name", path.stem)
+    raw = apply_overrides(raw, overrides or [])
+    return Config.from_dict(raw, source=str(path))

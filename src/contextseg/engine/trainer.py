@@ -1,0 +1,256 @@
+"""Iteration-based training: SGD + poly LR, periodic evaluation, atomic checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, train_transform
+from .checkpoint import find_resume, load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from .config import Config, ConfigError
+from .distributed import (
+    barrier,
+    cleanup_distributed,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    resolve_device,
+)
+from .evaluate import evaluate, format_results
+from .optim import build_optimizer, build_scheduler
+from .sampler import InfiniteSampler
+
+__all__ = ["Trainer", "train"]
+
+
+class Trainer:
+    """Trains ``cfg`` from scratch or from ``work_dir/last.pt`` (``train.resume: auto``).
+
+    Only rank 0 writes files: ``last.pt`` (every evaluation and at the end), ``best.pt`` (best
+    mIoU), ``config.yaml``, ``log.jsonl`` (one JSON object per logged iteration or evaluation) and
+    TensorBoard scalars under ``tb/`` when the ``tensorboard`` package is installed.
+    """
+
+    def __init__(self, cfg: Config, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        tc = cfg.train
+        self.device = resolve_device(tc.device)
+        self.distributed = init_distributed(self.device)
+        self.rank, self.world_size = get_rank(), get_world_size()
+        if tc.batch_size % self.world_size:
+            raise ConfigError(f"train.batch_size={tc.batch_size} (global) is not divisible by {self.world_size} processes")
+        self.batch_per_rank = tc.batch_size // self.world_size
+        _seed_everything(tc.seed + self.rank)
+        self.work_dir = cfg.work_dir
+
+        self.train_set = build_train_dataset(cfg)
+        self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index).to(self.device)
+        if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
+            self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
+        self.val_set = build_eval_dataset(cfg)
+        self.classes = list(self.train_set.classes)
+        self.palette = [list(map(int, c)) for c in self.train_set.palette]
+
+        if self.distributed and tc.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.optimizer = build_optimizer(self.model, tc)
+        self.scheduler = build_scheduler(self.optimizer, tc)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
+        self.autocast = autocast_context(self.device, tc.precision)
+        self.iteration = 0
+        self.best_miou = -1.0
+        self.last_results: dict | None = None
+        resume = find_resume(self.work_dir, tc.resume)
+        if resume is not None:
+            self._load(resume)
+        self.ddp = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.distributed
+            else self.model
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": model_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "best_miou": self.best_miou,
+            "metrics": self.last_results,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "classes": self.classes,
+            "palette": self.palette,
+            "base_size": list(self.val_set.transforms.base_size) if getattr(self.val_set.transforms, "base_size", None) else None,
+        }
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.iteration = int(ckpt["iteration"])
+        self.best_miou = float(ckpt.get("best_miou", -1.0))
+        self.last_results = ckpt.get("metrics")
+        if "rng" in ckpt and self.world_size == 1:
+            set_rng_state(ckpt["rng"])
+        self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
+        if is_main_process():
+            print(f"resumed from {path} at iteration {self.iteration}")
+
+    # -- logging -------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if not is_main_process():
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.work_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        if self._tb is not None:
+            step = record.get("iter", self.iteration)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "iter":
+                    self._tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, step)
+
+    _tb = None
+
+    def _open_tensorboard(self) -> None:
+        if not is_main_process():
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is an optional extra
+            return
+        self._tb = SummaryWriter(str(self.work_dir / "tb"))
+
+    # -- loop ----------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to ``max_iters``; return the last evaluation's results."""
+        tc = self.cfg.train
+        if is_main_process():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "config.yaml").write_text(self.cfg.dump())
+            self._open_tensorboard()
+        loader = DataLoader(
+            self.train_set,
+            batch_size=self.batch_per_rank,
+            sampler=InfiniteSampler(len(self.train_set), True, tc.seed, self.rank, self.world_size, start=self.iteration * self.batch_per_rank),
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=False,
+        )
+        batches = iter(loader)
+        self.model.train()
+        bar = tqdm(total=tc.max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, disable=not (self.progress and is_main_process()))
+        running: dict[str, float] = {}
+        seen = 0
+        t0 = time.time()
+        while self.iteration < tc.max_iters:
+            batch = next(batches)
+            losses = self._step(batch)
+            self.iteration += 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + v
+            seen += 1
+            bar.update(1)
+            if self.iteration % tc.log_interval == 0 or self.iteration == tc.max_iters:
+                means = {k: v / seen for k, v in running.items()}
+                lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
+                bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}")
+                self._log({"event": "train", "iter": self.iteration, "lr": lr, **means, "sec_per_iter": (time.time() - t0) / seen})
+                running, seen, t0 = {}, 0, time.time()
+            if self.iteration % tc.eval_interval == 0 or self.iteration == tc.max_iters:
+                self._evaluate_and_save()
+        bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self.last_results is None:  # resumed a finished run
+            self._evaluate_and_save()
+        return self.last_results
+
+    def _step(self, batch: dict) -> dict[str, float]:
+        tc = self.cfg.train
+        images = batch["image"].to(self.device, non_blocking=True)
+        targets = batch["mask"].to(self.device, non_blocking=True)
+        positions = batch.get("positions")
+        kwargs = {"positions": positions.to(self.device)} if positions is not None else {}
+        with self.autocast():
+            losses = self.ddp(images, targets, **kwargs)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss {loss.item()} at iteration {self.iteration + 1} "
+                f"({ {k: float(v) for k, v in losses.items()} }); lower train.lr or use precision fp32"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if tc.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if self.distributed:
+            torch.distributed.all_reduce(values)
+            values /= self.world_size
+        return dict(zip(losses.keys(), values.tolist()))
+
+    def _evaluate_and_save(self) -> None:
+        results = evaluate(
+            self.model,
+            self.val_set,
+            self.cfg.evaluate,
+            self.device,
+            crop_size=self.cfg.data.crop_size,
+            num_workers=min(self.cfg.data.num_workers, 2),
+            autocast=self.autocast,
+            progress=self.progress,
+        )
+        self.model.train()
+        self.last_results = results
+        self._log({"event": "val", "iter": self.iteration, "mIoU": results["mIoU"], "mAcc": results["mAcc"], "aAcc": results["aAcc"]})
+        improved = not math.isnan(results["mIoU"]) and results["mIoU"] > self.best_miou
+        if improved:
+            self.best_miou = results["mIoU"]
+        if is_main_process():
+            state = self.state()
+            save_checkpoint(state, self.work_dir / "last.pt")
+            if improved:
+                save_checkpoint(state, self.work_dir / "best.pt")
+            tqdm.write(f"iter {self.iteration}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}")
+        barrier()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: Config, progress: bool = True) -> dict:
+    """Train ``cfg`` and print the final per-class table (rank 0). Returns the final results."""
+    trainer = Trainer(cfg, progress=progress)
+    try:
+        results = trainer.fit()
+        if is_main_process():
+            print(format_results(results, trainer.classes))
+            print(f"checkpoints: {trainer.work_dir / 'last.pt'} (last), {trainer.work_dir / 'best.pt'} (best mIoU)")
+        return results
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,85 @@
+"""The command line end to end: train on a 20-iteration config, then eval/predict/export from its checkpoint."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from contextseg.cli.main import main
+
+CONFIG = {
+    "model": {"name": "deeplabv3plus", "backbone": "resnet18d", "output_stride": 32, "channels": 32, "c1_channels": 16},
+    "data": {"name": "synthetic", "kwargs": {"size": [32, 64], "length": 8}, "crop_size": [32, 64], "num_workers": 0},
+    "train": {"max_iters": 20, "batch_size": 4, "lr": 0.02, "log_interval": 5, "eval_interval": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    rc = main(["train", str(config), f"train.work_dir={root / 'run'}"])
+    assert rc == 0
+    return root
+
+
+def test_train_writes_checkpoints_and_logs(trained):
+    run = trained / "run"
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["max_iters"] == 20
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["event"] == "val"] == [10, 20]
+    assert all({"loss", "lr", "loss_seg"} <= set(r) for r in records if r["event"] == "train")
+
+
+def test_eval_reads_the_checkpoint_alone(trained, capsys):
+    out = trained / "res.json"
+    assert main(["eval", "--checkpoint", str(trained / "run" / "last.pt"), "--json", str(out), "--flip", "--scales", "0.75,1.0"]) == 0
+    text = capsys.readouterr().out
+    assert "mIoU" in text and "sidewalk" in text
+    res = json.loads(out.read_text())
+    assert len(res["IoU"]) == 9 and 0 <= res["mIoU"] <= 1
+
+
+def test_eval_slide_mode(trained, capsys):
+    assert main(["eval", "--checkpoint", str(trained / "run" / "last.pt"), "--mode", "slide", "evaluate.crop_size=[32, 48]"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_predict_writes_labels_and_overlays(trained):
+    images = trained / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(images / "a.png")
+    Image.fromarray(rng.integers(0, 255, (33, 50, 3), dtype=np.uint8)).save(images / "b.jpg")
+    out = trained / "pred"
+    assert main(["predict", "--checkpoint", str(trained / "run" / "best.pt"), str(images), "--out", str(out)]) == 0
+    label = np.array(Image.open(out / "a.png"))
+    assert label.shape == (40, 70) and label.max() < 9
+    assert np.array(Image.open(out / "b_overlay.png")).shape == (33, 50, 3)
+
+
+def test_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    assert main(["train", "train.max_itres=3"]) == 2
+    assert "did you mean 'max_iters'" in capsys.readouterr().err
+
+
+def test_print_config_shows_the_embedded_default(capsys):
+    assert main(["train", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"]["name"] == "synthetic" and cfg["model"]["name"]
+
+
+def test_console_entry_point_lists_models():
+    out = subprocess.run([sys.executable, "-m", "contextseg", "models", "--backbone", "resnet18d", "--num-classes", "19"], capture_output=True, text=True, check=True).stdout
+    for name in ("fcn", "pspnet", "deeplabv3", "deeplabv3plus"):
+        assert f"\n{name} " in out

@@ -1,0 +1,79 @@
+import pytest
+import torch
+from torch import nn
+
+from contextseg.engine.inference import inference, row_positions, slide_inference, slide_windows
+
+
+class Pointwise(nn.Module):
+    """A 1x1 conv: every pixel's logits depend on that pixel only, so windows must not matter."""
+
+    def __init__(self, crop=None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.crop = crop
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.conv(x)
+
+
+class RowReader(nn.Module):
+    """Outputs the row positions it was given as the logit of class 0 (a HANet stand-in)."""
+
+    uses_positions = True
+
+    def forward(self, x, positions=None):
+        assert positions is not None and positions.shape == (x.shape[0], x.shape[2])
+        return torch.stack([positions[:, :, None].expand(-1, -1, x.shape[3]), torch.zeros_like(x[:, 0])], 1)
+
+
+def test_slide_windows_cover_the_image_with_full_size_windows():
+    boxes = slide_windows(100, 70, (40, 30), (26, 20))
+    cover = torch.zeros(100, 70)
+    for y1, y2, x1, x2 in boxes:
+        assert (y2 - y1, x2 - x1) == (40, 30)
+        cover[y1:y2, x1:x2] += 1
+    assert cover.min() >= 1
+    assert slide_windows(20, 10, (40, 30), (26, 20)) == [(0, 20, 0, 10)]  # small image: one padded window
+
+
+def test_slide_equals_whole_for_a_pointwise_model_and_windows_are_exact():
+    model = Pointwise().eval()
+    x = torch.randn(2, 3, 53, 71)
+    whole = model(x)
+    model.sizes.clear()
+    slide = slide_inference(model, x, (24, 32), (16, 21))
+    assert torch.allclose(slide, whole, atol=1e-6)
+    assert set(model.sizes) == {(24, 32)}
+    # an image smaller than the window is padded to exactly the window
+    model.sizes.clear()
+    small = torch.randn(1, 3, 10, 12)
+    assert torch.allclose(slide_inference(model, small, (24, 32)), model(small), atol=1e-6)
+    assert model.sizes[0] == (24, 32)
+
+
+def test_inference_flip_and_scales_average_probabilities():
+    model = Pointwise().eval()
+    x = torch.randn(1, 3, 32, 48)
+    base = inference(model, x)
+    assert torch.allclose(base, model(x).softmax(1), atol=1e-6)
+    assert torch.allclose(inference(model, x, flip=True), base, atol=1e-6)  # pointwise: flip-invariant
+    ms = inference(model, x, scales=(0.5, 1.0, 1.5), flip=True, out_size=(40, 60))
+    assert ms.shape == (1, 4, 40, 60)
+    assert torch.allclose(ms.sum(1), torch.ones(1, 40, 60), atol=1e-5)
+    with pytest.raises(ValueError, match="crop_size"):
+        inference(model, x, mode="slide")
+
+
+def test_slide_passes_each_window_its_absolute_rows():
+    model = RowReader()
+    x = torch.randn(1, 3, 50, 20)
+    out = slide_inference(model, x, (16, 20), (10, 20))
+    expected = row_positions(1, 50)
+    assert torch.allclose(out[0, 0, :, 0], expected[0], atol=1e-6)
+    # through the full inference API with TTA, still the whole image's rows
+    probs = inference(model, x, mode="slide", crop_size=(16, 20), flip=True)
+    assert probs.shape == (1, 2, 50, 20)
