@@ -2,7 +2,8 @@
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products,
 counted as 2 x multiply-accumulates). On CUDA the peak memory is ``torch.cuda.max_memory_allocated``;
-on the CPU each model runs in a fresh subprocess and the peak is its resident-set growth.
+on the CPU each model runs in a fresh subprocess and the peak is the growth of its resident set
+during the measured steps (Linux: the high-water mark is reset first through /proc/self/clear_refs).
 """
 
 from __future__ import annotations
@@ -11,11 +12,37 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
+from pathlib import Path
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def _rss_kib(field: str) -> int | None:
+    """``VmRSS``/``VmHWM`` of this process in KiB (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _start_rss_peak() -> int:
+    """Reset the RSS high-water mark where the OS allows it and return the current RSS in KiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _rss_kib("VmRSS") or 0
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _rss_peak_growth_mib(start: int) -> float:
+    peak = _rss_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(peak - start, 0) / 1024
 
 
 def _build(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
@@ -39,11 +66,7 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
     x = torch.randn(batch, 3, *size, device=dev)
     y = torch.randint(0, num_classes, (batch, *size), device=dev)
     ctx = autocast_context(dev, precision)
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter, ctx():
-        model(x)
-    flops = counter.get_total_flops()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _start_rss_peak()  # before any forward pass
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
@@ -69,7 +92,11 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
-        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0, 0) / 1024
+        peak = _rss_peak_growth_mib(rss0)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, ctx():
+        model(x)
+    flops = counter.get_total_flops()
     return {
         "model": name,
         "backbone": backbone,

@@ -13,6 +13,13 @@ import torch
 from ..engine.checkpoint import load_checkpoint
 from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
 
+def _is_rank0() -> bool:
+    """Under torchrun every process runs the command; only rank 0 talks."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -33,14 +40,16 @@ def cmd_train(args) -> int:
         print(cfg.dump(), end="")
         return 0
     source = config or "the embedded default (synthetic street scenes)"
-    print(
-        f"training {cfg.model['name']} ({cfg.model.get('backbone', 'resnet50d')}) on {cfg.data.name} from {source}: "
-        f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}",
-        flush=True,
-    )
+    if _is_rank0():
+        print(
+            f"training {cfg.model['name']} ({cfg.model.get('backbone', 'resnet50d')}) on {cfg.data.name} from {source}: "
+            f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}",
+            flush=True,
+        )
     start = time.time()
     train(cfg)
-    print(f"done in {time.time() - start:.0f} s")
+    if _is_rank0():
+        print(f"done in {time.time() - start:.0f} s")
     return 0
 
 
@@ -142,7 +151,7 @@ def cmd_predict(args) -> int:
     files = _collect_images(args.inputs)
     for path in files:
         rgb = read_image(path)
-        image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
         sample = transform(image, torch.zeros(rgb.shape[:2], dtype=torch.int64))
         with ctx():
             probs = inference(model, sample["image"][None].to(device), mode=ev.mode, crop_size=ev.crop_size or cfg.data.crop_size, stride=ev.stride, scales=ev.scales, flip=ev.flip, out_size=rgb.shape[:2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -102,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("CONTEXTSEG_DEBUG"):
+            raise
         print(f"contextseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

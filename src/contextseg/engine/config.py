@@ -94,6 +94,7 @@ class TrainConfig:
     paramwise: list = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
     grad_clip: float | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16
+    channels_last: bool = False  # NHWC memory format (faster convolutions on recent CPUs and GPUs)
     sync_bn: bool = True  # SyncBatchNorm when distributed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0

@@ -62,8 +62,13 @@ class Trainer:
         self.classes = list(self.train_set.classes)
         self.palette = [list(map(int, c)) for c in self.train_set.palette]
 
+        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         if self.distributed and tc.sync_bn:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            if self.device.type == "cuda":
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif is_main_process():
+                print("train.sync_bn: SyncBatchNorm needs GPUs; on the CPU each process normalises its own batch")
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, tc)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
@@ -185,7 +190,7 @@ class Trainer:
 
     def _step(self, batch: dict) -> dict[str, float]:
         tc = self.cfg.train
-        images = batch["image"].to(self.device, non_blocking=True)
+        images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = batch["mask"].to(self.device, non_blocking=True)
         positions = batch.get("positions")
         kwargs = {"positions": positions.to(self.device)} if positions is not None else {}
@@ -212,6 +217,9 @@ class Trainer:
         return dict(zip(losses.keys(), values.tolist()))
 
     def _evaluate_and_save(self) -> None:
+        if self.distributed:  # BN running statistics drift apart per rank without SyncBN: use rank 0's
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         results = evaluate(
             self.model,
             self.val_set,

@@ -1,0 +1,78 @@
+"""bench, export and the data tools through the command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from contextseg.cli.main import main
+from contextseg.data import build_dataset
+
+
+def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "fcn,cpnet", "--backbone", "resnet18d", "--num-classes", "5", "--size", "64", "64", "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["model"] for r in rows] == ["fcn", "cpnet"]
+    fcn = rows[0]
+    expected_params = sum(p.numel() for p in __import__("contextseg").create_model("fcn", num_classes=5, backbone="resnet18d").parameters())
+    assert fcn["params_M"] == pytest.approx(expected_params / 1e6)
+    assert fcn["GFLOPs"] > 0.5 and fcn["latency_ms"] > 0 and fcn["peak_mem_MiB"] > 0
+    assert main(["bench", "--models", "nope"]) == 2
+
+
+def test_export_onnx_matches_pytorch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    cfg = {
+        "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "num_convs": 1, "aux_head": False},
+        "data": {"name": "synthetic", "kwargs": {"size": [32, 64], "length": 4}, "crop_size": [32, 64], "num_workers": 0},
+        "train": {"max_iters": 2, "batch_size": 2, "eval_interval": 2, "work_dir": str(tmp_path / "run")},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    from contextseg.cli.commands import load_trained_model
+
+    model, _, _ = load_trained_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert got.shape == (1, 9, 32, 64) and np.abs(got - ref).max() < 1e-4
+
+
+def test_data_check_lists_every_problem(tmp_path, capsys):
+    root = tmp_path / "folder"
+    for split in ("train",):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+    (root / "classes.txt").write_text("a\nb\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "train" / "x.png")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(root / "masks" / "train" / "x.png")  # 7 is no class
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "train" / "y.png")  # no mask
+    assert main(["data", "check", "folder", str(root)]) == 1
+    out = capsys.readouterr()
+    assert "x.png" in out.out and "y.png" in out.out and "2 problem(s)" in out.err
+
+
+def test_export_synthetic_roundtrips_through_the_folder_dataset(tmp_path):
+    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--splits", "val", "--size", "32", "64", "--length", "3", "--seed", "5"]) == 0
+    folder = build_dataset("folder", tmp_path / "s", "val")
+    synth = build_dataset("synthetic", None, "val", size=(32, 64), length=3, seed=5)
+    assert len(folder) == 3 and folder.classes == synth.classes
+    for i in range(3):
+        assert torch.equal(folder[i][0], synth[i][0]) and torch.equal(folder[i][1], synth[i][1])
+
+
+def test_data_prepare_cityscapes_through_the_cli(tmp_path, capsys):
+    city = tmp_path / "gtFine" / "train" / "aachen"
+    city.mkdir(parents=True)
+    Image.fromarray(np.array([[7, 26], [0, 33]], np.uint8)).save(city / "a_000000_000019_gtFine_labelIds.png")
+    assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
+    train_ids = np.array(Image.open(city / "a_000000_000019_gtFine_labelTrainIds.png"))
+    assert train_ids.tolist() == [[0, 13], [255, 18]]  # road, car, unlabeled, bicycle
