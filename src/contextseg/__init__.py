@@ -1,8 +1,8 @@
 """contextseg: semantic segmentation built around context aggregation."""
 
-from . import backbones, heads, losses, metrics, models, modules
+from . import backbones, data, engine, heads, losses, metrics, models, modules
 from .models import create_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "backbones", "heads", "losses", "metrics", "models", "modules", "__version__"]
+__all__ = ["create_model", "list_models", "backbones", "data", "engine", "heads", "losses", "metrics", "models", "modules", "__version__"]

@@ -53,3 +53,20 @@ def test_bad_names_and_files_are_clear_errors(tmp_path):
     torch.save({"foo.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no tensor in .*other.pth"):
         TimmBackbone("resnet18d", pretrained=tmp_path / "other.pth")
+
+
+@pytest.mark.parametrize(
+    "name, channels",
+    [
+        ("resnet50d", [256, 512, 1024, 2048]),
+        ("resnet101d", [256, 512, 1024, 2048]),
+        ("hrnet_w18", [18, 36, 72, 144]),
+        ("hrnet_w48", [48, 96, 192, 384]),  # 720 channels once concatenated, as OCRNet uses them
+    ],
+)
+def test_paper_backbones_build_with_the_right_widths(name, channels):
+    b = TimmBackbone(name, output_stride=8)
+    assert b.channels == channels
+    feats = b(torch.randn(1, 3, 33, 47))
+    assert [f.shape[1] for f in feats] == channels
+    assert feats[-1].shape[-2:] == ((5, 6) if name.startswith("resnet") else (2, 2))

@@ -109,3 +109,25 @@ def test_bf16_autocast_forward_is_finite(name):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model(torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64)))
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_ocrnet_hrnet_variant_concatenates_the_branches():
+    torch.manual_seed(0)
+    model = cs.create_model("ocrnet", num_classes=9, backbone="hrnet_w18_small")
+    head = model.decode_head
+    assert head.concat_inputs and head.pixel_conv[0].in_channels == 16 + 32 + 64 + 128
+    assert head.dropout.p == 0.05 and model.aux_head is None
+    model.train()
+    losses = model(torch.randn(2, 3, 65, 97), torch.randint(0, 9, (2, 65, 97)))
+    assert set(losses) == {"loss", "loss_seg", "loss_object_regions"}
+    losses["loss"].backward()
+    assert head.region_head[1].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 65, 97)).shape == (1, 9, 65, 97)
+    resnet = build("ocrnet", (64, 64)).decode_head
+    assert not resnet.concat_inputs and resnet.dropout.p == 0.1
+
+
+def test_top_level_namespaces():
+    assert callable(cs.data.build_dataset) and callable(cs.engine.inference) and callable(cs.metrics.SegmentationMetric)

@@ -3,7 +3,7 @@
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products,
 counted as 2 x multiply-accumulates). On CUDA the peak memory is ``torch.cuda.max_memory_allocated``;
 on the CPU each model runs in a fresh subprocess and the peak is the growth of its resident set
-during the measured steps (Linux: the high-water mark is reset first through /proc/self/clear_refs).
+during one step (see :class:`PeakMemory`); both exclude the weights and inputs already in memory.
 """
 
 from __future__ import annotations
@@ -31,18 +31,38 @@ def _rss_kib(field: str) -> int | None:
     return None
 
 
-def _start_rss_peak() -> int:
-    """Reset the RSS high-water mark where the OS allows it and return the current RSS in KiB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _rss_kib("VmRSS") or 0
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+class PeakMemory:
+    """Peak memory growth (MiB) inside a ``with`` block: what the block needs beyond what was live.
 
+    CUDA: the caching allocator's peak over the allocation at entry. CPU: the growth of the
+    process's resident set, with the high-water mark reset at entry (Linux ``/proc/self/clear_refs``;
+    elsewhere the lifetime peak, which can hide small blocks).
+    """
 
-def _rss_peak_growth_mib(start: int) -> float:
-    peak = _rss_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return max(peak - start, 0) / 1024
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.mib = 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self._start = _rss_kib("VmRSS") or 0
+        except OSError:
+            self._start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        else:
+            peak = _rss_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.mib = max(peak - self._start, 0) / 1024
 
 
 def _build(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
@@ -66,9 +86,6 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
     x = torch.randn(batch, 3, *size, device=dev)
     y = torch.randint(0, num_classes, (batch, *size), device=dev)
     ctx = autocast_context(dev, precision)
-    rss0 = _start_rss_peak()  # before any forward pass
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
 
     def step():
         if train:
@@ -83,16 +100,13 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    step()  # warm-up
+    with PeakMemory(dev) as memory:
+        step()  # warm-up, and the peak of one step
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20
-    else:
-        peak = _rss_peak_growth_mib(rss0)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter, ctx():
         model(x)
@@ -103,7 +117,7 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
         "params_M": params / 1e6,
         "GFLOPs": flops / 1e9,
         "latency_ms": 1000 * statistics.median(times),
-        "peak_mem_MiB": peak,
+        "peak_mem_MiB": memory.mib,
         "device": str(dev),
         "size": list(size),
         "batch": batch,

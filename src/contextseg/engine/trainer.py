@@ -76,6 +76,7 @@ class Trainer:
         self.iteration = 0
         self.best_miou = -1.0
         self.last_results: dict | None = None
+        self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
         resume = find_resume(self.work_dir, tc.resume)
         if resume is not None:
             self._load(resume)
@@ -130,8 +131,6 @@ class Trainer:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "iter":
                     self._tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, step)
-
-    _tb = None
 
     def _open_tensorboard(self) -> None:
         if not is_main_process():

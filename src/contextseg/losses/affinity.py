@@ -69,8 +69,8 @@ def _neg_log_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def _row_chunks(batch: int, n: int):
-    """Row ranges of at most N/8 rows and 4M elements: each chunk temporary is <= 1/8 of the logits."""
-    step = max(1, min(n // 8, _CHUNK_ELEMENTS // max(1, batch * n)))
+    """Row ranges of at most N/32 rows and 4M elements: each chunk temporary is <= 1/32 of the logits."""
+    step = max(1, min(n // 32, _CHUNK_ELEMENTS // max(1, batch * n)))
     for start in range(0, n, step):
         yield start, min(start + step, n)
 
@@ -131,22 +131,22 @@ class _AffinityLossFunction(torch.autograd.Function):
         cu = grad_out * unary_weight / pairs
         for r0, r1 in _row_chunks(b, n):
             xc = x[:, r0:r1]
-            a = torch.bmm(onehot[:, r0:r1], lt)
+            a = torch.bmm(onehot[:, r0:r1], lt) > 0.5  # chunk of A
+            vj = valid[:, None, :]
             p = torch.sigmoid(xc)
             q = torch.sigmoid(-xc)
-            vi = valid[:, r0:r1, None]
-            vj = valid[:, None, :]
-            # unary: d/dx of -[A clamp(log P) + (1 - A) clamp(log(1 - P))]
-            d_lsp = q * (F.logsigmoid(xc) >= _LOG_FLOOR)
-            d_lsn = -p * (F.logsigmoid(-xc) >= _LOG_FLOOR)
-            gc = (cu * vi * vj) * -(a * d_lsp + (1 - a) * d_lsn)
-            # global: chain rule through T^r, T^p, T^s with dP/dx = P (1 - P)
-            s = p * q
-            inner = coef_a[:, r0:r1, None] * a - coef_v[:, r0:r1, None] * vj - f_s[:, r0:r1, None] * vj * (1 - a)
-            gc += s * inner
-            diag = torch.diagonal(gc[:, :, r0:r1], dim1=1, dim2=2)
-            diag -= torch.diagonal(s[:, :, r0:r1], dim1=1, dim2=2) * coef_a[:, r0:r1] * valid[:, r0:r1]
-            grad[:, r0:r1] = gc
+            out = grad[:, r0:r1]
+            # unary, d/dx of -[A clamp(log P) + (1 - A) clamp(log(1 - P))]: -(1 - P) where A = 1,
+            # P where A = 0, and 0 where the log was clamped at -100 (|x| > 100)
+            torch.where(a, (q * (xc >= -100)).neg_(), p * (xc <= 100), out=out)
+            out.mul_(cu * valid[:, r0:r1, None]).mul_(vj)
+            # global: dP/dx = P (1 - P) times the chain rule through T^r, T^p, T^s:
+            # A'_ij (f_r/d_r + f_p/d_p) - v_j f_p T^p / d_p - v_j (1 - A_ij) f_s / d_s
+            inner = a * (coef_a[:, r0:r1, None] + f_s[:, r0:r1, None] * vj)
+            inner.sub_(vj * (coef_v[:, r0:r1, None] + f_s[:, r0:r1, None]))
+            out.addcmul_(p.mul_(q), inner)
+            diag = torch.diagonal(out[:, :, r0:r1], dim1=1, dim2=2)
+            diag -= torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2) * coef_a[:, r0:r1] * valid[:, r0:r1]
         return grad, None, None, None, None
 
 
