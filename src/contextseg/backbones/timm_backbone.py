@@ -52,7 +52,7 @@ class TimmBackbone(nn.Module):
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-        if name not in timm.list_models():
+        if not timm.is_model(name):  # accepts pretrained tags such as resnet50d.ra2_in1k
             raise ValueError(
                 f"backbone {name!r} is not a timm model name; try e.g. 'resnet50d', 'resnet101d', "
                 "'resnet18d', 'hrnet_w18', 'hrnet_w48' (see timm.list_models())"
