@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -11,14 +12,8 @@ def test_encoding_table():
     t = height_encoding(16, 5)
     assert t.shape == (16, 5) and t.min() >= 0 and t.max() <= 2
     # cycle 100 for <= 50 channels: channel 2 of row 3 = sin(3 / 100 ** (2 / 5)) + 1
-    assert t[3, 2].item() == pytest_approx(math.sin(3 / 100 ** (2 / 5)) + 1)
-    assert t[3, 3].item() == pytest_approx(math.cos(3 / 100 ** (2 / 5)) + 1)
-
-
-def pytest_approx(v):
-    import pytest
-
-    return pytest.approx(v, rel=1e-6)
+    assert t[3, 2].item() == pytest.approx(math.sin(3 / 100 ** (2 / 5)) + 1, rel=1e-6)
+    assert t[3, 3].item() == pytest.approx(math.cos(3 / 100 ** (2 / 5)) + 1, rel=1e-6)
 
 
 def test_reference_and_width_broadcast():

@@ -12,7 +12,6 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
-from pathlib import Path
 import time
 from pathlib import Path
 
@@ -65,7 +64,8 @@ class PeakMemory:
             self.mib = max(peak - self._start, 0) / 1024
 
 
-def _build(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
+def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
+    """Model ``name`` for ``size`` inputs (CPNet's prior set to that input's OS 8 feature size)."""
     from ..models import MODELS
 
     cls = MODELS[name]
@@ -81,7 +81,7 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
 
     dev = resolve_device(device)
     torch.manual_seed(0)
-    model = _build(name, backbone, num_classes, tuple(size)).to(dev)
+    model = build_for_input(name, backbone, num_classes, tuple(size)).to(dev)
     params = sum(p.numel() for p in model.parameters())
     x = torch.randn(batch, 3, *size, device=dev)
     y = torch.randint(0, num_classes, (batch, *size), device=dev)
@@ -127,7 +127,6 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
 
 
 def _worker(kwargs: dict, queue) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     queue.put(bench_one(**kwargs))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,16 +12,13 @@ import numpy as np
 import torch
 
 from ..engine.checkpoint import load_checkpoint
+from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
 
+
 def _is_rank0() -> bool:
-    """Under torchrun every process runs the command; only rank 0 talks."""
-    import os
-
+    """Under torchrun every process runs the command (before the process group exists); only rank 0 talks."""
     return os.environ.get("RANK", "0") == "0"
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -119,13 +117,13 @@ def _collect_images(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
             files.append(path)
         else:
             raise FileNotFoundError(f"input {item!r} is neither an image file nor a folder")
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {inputs}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {inputs}")
     return files
 
 
@@ -167,14 +165,13 @@ def cmd_predict(args) -> int:
 # -- models -----------------------------------------------------------------------------------
 def cmd_models(args) -> int:
     from ..models import MODELS, list_models
+    from .bench import build_for_input
 
     rows = []
     for name in list_models():
-        cls = MODELS[name]
-        kwargs = {"prior_size": (64, 64)} if "prior_size" in cls.options() else {}
-        model = cls(num_classes=args.num_classes, backbone=args.backbone, **kwargs)
+        model = build_for_input(name, args.backbone, args.num_classes, (512, 512))
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        rows.append((name, f"{params:.1f}M", cls.description))
+        rows.append((name, f"{params:.1f}M", MODELS[name].description))
         del model
     width = max(len(r[0]) for r in rows)
     print(f"{'model':<{width}}  {'params':>7}  description   ({args.backbone}, {args.num_classes} classes)")

@@ -20,14 +20,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # of images scaled to [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def row_centres(height: int, device=None) -> torch.Tensor:
+    """Each row's centre as a fraction of the image height: ``(H,)`` float32, ``(r + 0.5) / H``."""
+    return (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+
+
 class RowPositions(tv_tensors.Mask):
     """A float (1, H, W) map whose value at row r is that row's height in the original image,
     (r + 0.5) / H. Being a Mask, the v2 geometric kernels resize it by nearest neighbour."""
 
     @classmethod
     def like_image(cls, height: int, width: int) -> RowPositions:
-        rows = (torch.arange(height, dtype=torch.float32) + 0.5) / height
-        return cls(rows.view(1, height, 1).expand(1, height, width).contiguous())
+        return cls(row_centres(height).view(1, height, 1).expand(1, height, width).contiguous())
 
 
 def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[int, int]:
@@ -258,8 +262,7 @@ class EvalTransform:
             image = F.resize(tv_tensors.Image(image), list(size), antialias=True)
         result = {"image": _normalize(image, self.mean, self.std), "mask": mask.long()}
         if self.with_positions:
-            height = image.shape[-2]
-            result["positions"] = (torch.arange(height, dtype=torch.float32) + 0.5) / height
+            result["positions"] = row_centres(image.shape[-2])
         return result
 
     def __repr__(self) -> str:
@@ -284,4 +287,5 @@ __all__ = [
     "TrainTransform",
     "denormalize",
     "rescale_size",
+    "row_centres",
 ]

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import row_centres
 from ..modules.common import resize
 
 __all__ = ["inference", "slide_inference", "whole_inference", "row_positions", "slide_windows"]
@@ -21,8 +22,7 @@ __all__ = ["inference", "slide_inference", "whole_inference", "row_positions", "
 
 def row_positions(batch: int, height: int, device=None) -> torch.Tensor:
     """Row centres of a full image as fractions of its height: ``(B, H)`` = ``(r + 0.5) / H``."""
-    pos = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
-    return pos.expand(batch, height)
+    return row_centres(height, device).expand(batch, height)
 
 
 def _uses_positions(model) -> bool:
