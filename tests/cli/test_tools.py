@@ -22,6 +22,9 @@ def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     assert fcn["params_M"] == pytest.approx(expected_params / 1e6)
     assert fcn["GFLOPs"] > 0.5 and fcn["latency_ms"] > 0 and fcn["peak_mem_MiB"] > 0
     assert main(["bench", "--models", "nope"]) == 2
+    # a model that fails inside the per-model subprocess is an error, not a hang
+    assert main(["bench", "--models", "fcn", "--backbone", "resnet5000", "--repeats", "1"]) == 2
+    assert "resnet5000" in capsys.readouterr().err
 
 
 def test_export_onnx_matches_pytorch(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import statistics
 import time
@@ -127,7 +128,31 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
 
 
 def _worker(kwargs: dict, queue) -> None:
-    queue.put(bench_one(**kwargs))
+    try:
+        queue.put(bench_one(**kwargs))
+    except Exception as exc:  # report it to the parent instead of leaving it waiting
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _bench_in_subprocess(kwargs: dict) -> dict:
+    """Run :func:`bench_one` in a fresh process (so its peak RSS is its own); its error becomes ours."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(kwargs, queue))
+    proc.start()
+    try:
+        while True:
+            try:
+                row = queue.get(timeout=1.0)
+                break
+            except queue_module.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"bench of {kwargs['name']!r} died (exit code {proc.exitcode}; out of memory?)") from None
+    finally:
+        proc.join()
+    if "error" in row:
+        raise ValueError(f"bench of {kwargs['name']!r} failed: {row['error']}")
+    return row
 
 
 def run_bench(args) -> int:
@@ -141,15 +166,7 @@ def run_bench(args) -> int:
     rows = []
     for name in names:
         kwargs = dict(name=name, backbone=args.backbone, num_classes=args.num_classes, size=tuple(args.size), batch=args.batch_size, repeats=args.repeats, device=args.device, precision=args.precision, train=args.train)
-        if use_cuda:
-            rows.append(bench_one(**kwargs))
-        else:  # a fresh process per model so that its peak RSS is its own
-            ctx = mp.get_context("spawn")
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_worker, args=(kwargs, queue))
-            proc.start()
-            rows.append(queue.get())
-            proc.join()
+        rows.append(bench_one(**kwargs) if use_cuda else _bench_in_subprocess(kwargs))
         r = rows[-1]
         print(f"{r['model']:<14} {r['params_M']:8.2f}M {r['GFLOPs']:9.1f} GFLOPs {r['latency_ms']:9.1f} ms {r['peak_mem_MiB']:9.0f} MiB", flush=True)
     if args.json_path:
