@@ -86,7 +86,7 @@ def load_trained_model(path: str, device: torch.device, config: str | None = Non
     model_cfg["pretrained_backbone"] = None  # the checkpoint holds every weight
     cfg.model = model_cfg
     model = build_model(cfg, len(ckpt["classes"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt.get("ema", ckpt["model"]))  # the evaluated weights: the EMA when training kept one
     return model.to(device).eval(), cfg, ckpt
 
 

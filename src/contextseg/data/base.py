@@ -101,6 +101,8 @@ class SegmentationDataset(Dataset):
     def __init__(self, split: str = "train", transforms: Callable | None = None):
         self.split = split
         self.transforms = transforms
+        self.cache = False  # keep each decoded sample in memory after its first read
+        self._cached: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -120,10 +122,20 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        image, mask = self.load(index % len(self))
+        image, mask = self._load_cached(index % len(self)) if self.cache else self.load(index % len(self))
         if self.transforms is None:
             return image, mask
         return self.transforms(image, mask)
+
+    def _load_cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``load(index)`` decoded once and then kept in memory, the mask as uint8 when it fits
+        (each DataLoader worker process keeps its own copy)."""
+        if index not in self._cached:
+            image, mask = self.load(index)
+            small = mask.min() >= 0 and mask.max() <= 255
+            self._cached[index] = (image, mask.to(torch.uint8) if small else mask)
+        image, mask = self._cached[index]
+        return image, mask.long()
 
     def check(self) -> list[str]:
         """Load every sample and return every problem found, as readable lines (empty: all good)."""

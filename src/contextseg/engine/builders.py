@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import functools
+import math
 from contextlib import nullcontext
 
 import torch
 
 from ..data import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
-from ..models import Segmentor, create_model
+from ..models import Segmentor, create_model, get_model_class
 from .config import Config, ConfigError
 
-__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "autocast_context"]
+__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "autocast_context"]
 
 
 def _dataset(cfg: Config, split: str, transforms):
     try:
-        return build_dataset(cfg.data.name, cfg.data.root, split, transforms=transforms, **cfg.data.kwargs)
+        dataset = build_dataset(cfg.data.name, cfg.data.root, split, transforms=transforms, **cfg.data.kwargs)
     except TypeError as exc:  # an unknown entry of data.kwargs
         raise ConfigError(f"data.kwargs {cfg.data.kwargs!r} do not fit dataset {cfg.data.name!r}: {exc}") from None
+    dataset.cache = cfg.data.cache
+    return dataset
 
 
 def _base_size(cfg: Config, dataset) -> tuple[int, int] | None:
@@ -53,14 +56,40 @@ def build_eval_dataset(cfg: Config, split: str | None = None, with_positions: bo
     return dataset
 
 
+def feature_size(crop_size, stride: int) -> tuple[int, int]:
+    """The (h, w) of a stride-``stride`` feature map of a ``crop_size`` input (padded convs round up)."""
+    return tuple(math.ceil(int(c) / int(stride)) for c in crop_size)
+
+
 def build_model(cfg: Config, num_classes: int, ignore_index: int = 255) -> Segmentor:
+    """The model of ``cfg.model`` for ``num_classes``.
+
+    CPNet's ``prior_size`` follows from the training crop: ``data.crop_size`` over the backbone's
+    output stride. A config that leaves it out gets it derived; one that states another size is
+    refused with both sizes named.
+    """
     options = dict(cfg.model)
     name = options.pop("name")
     given = options.pop("num_classes", None)
     if given is not None and int(given) != num_classes:
         raise ConfigError(f"model.num_classes={given} but dataset {cfg.data.name!r} has {num_classes} classes")
     options.setdefault("ignore_index", ignore_index)
-    return create_model(name, num_classes=num_classes, **options)
+    wants_prior = "prior_size" in get_model_class(name).options()
+    stated = options.pop("prior_size", None) if wants_prior else None
+    if wants_prior:
+        options["prior_size"] = stated or feature_size(cfg.data.crop_size, options.get("output_stride", 8))
+    model = create_model(name, num_classes=num_classes, **options)
+    if wants_prior:
+        expected = feature_size(cfg.data.crop_size, model.backbone.output_stride)
+        actual = tuple(model.decode_head.prior_size)
+        if actual != expected:
+            what = f"model.prior_size={list(stated)}" if stated else f"the derived prior size {list(actual)}"
+            raise ConfigError(
+                f"{what} does not match data.crop_size={list(cfg.data.crop_size)} at output stride "
+                f"{model.backbone.output_stride}, whose feature map is {list(expected)}; "
+                "leave model.prior_size out to derive it from the crop"
+            )
+    return model
 
 
 def autocast_context(device: torch.device, precision: str):

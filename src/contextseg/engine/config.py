@@ -77,22 +77,29 @@ class DataConfig:
     flip_prob: float = 0.5
     photometric: bool = True
     num_workers: int = 2
+    cache: bool = False  # keep decoded samples in memory (uint8) after their first read
 
 
 @dataclass
 class TrainConfig:
     max_iters: int = 80000
-    batch_size: int = 16  # global: split evenly over the torchrun processes
+    batch_size: int = 16  # global images per optimizer step: split over the torchrun processes and accumulate_steps
+    accumulate_steps: int = 1  # micro-batches whose gradients are summed before each optimizer step
+    optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
-    min_lr: float | None = None  # poly floor; None = 1e-4 * lr
+    schedule: str = "poly"  # poly: lr * (1 - it / max_iters) ** power | cosine: half a cosine from lr to min_lr
+    min_lr: float | None = None  # schedule floor; None = 1e-4 * lr
     power: float = 0.9
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW
     weight_decay: float = 1e-4
+    norm_weight_decay: float | None = None  # weight decay of norm layers and biases; None = weight_decay
     warmup_iters: int = 0
     warmup_ratio: float = 0.1  # LR factor at iteration 0 of a linear warm-up
     head_lr_mult: float = 1.0  # LR multiplier of every parameter outside the backbone
     paramwise: list = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
     grad_clip: float | None = None
+    ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation (e.g. 0.999)
     precision: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent CPUs and GPUs)
     sync_bn: bool = True  # SyncBatchNorm when distributed
@@ -195,11 +202,19 @@ def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) ->
     _pair(data.base_size, f"{source}: data.base_size (long, short)")
     _pair(ev.crop_size, f"{source}: evaluate.crop_size (h, w)")
     _pair(ev.stride, f"{source}: evaluate.stride (h, w)")
+    if train.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"{source}: train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
+    if train.schedule not in ("poly", "cosine"):
+        raise ConfigError(f"{source}: train.schedule must be 'poly' or 'cosine', got {train.schedule!r}")
+    if train.ema is not None and not 0.0 < float(train.ema) < 1.0:
+        raise ConfigError(f"{source}: train.ema is the averaging decay in (0, 1), e.g. 0.999, or null; got {train.ema!r}")
+    if len(train.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in train.betas):
+        raise ConfigError(f"{source}: train.betas must be two numbers in [0, 1), got {train.betas!r}")
     if train.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"{source}: train.precision must be fp32, bf16 or fp16, got {train.precision!r}")
     if ev.mode not in ("whole", "slide"):
         raise ConfigError(f"{source}: evaluate.mode must be 'whole' or 'slide', got {ev.mode!r}")
-    for key in ("max_iters", "batch_size", "log_interval", "eval_interval"):
+    for key in ("max_iters", "batch_size", "accumulate_steps", "log_interval", "eval_interval"):
         if int(getattr(train, key)) < 1:
             raise ConfigError(f"{source}: train.{key} must be >= 1, got {getattr(train, key)!r}")
     if not ev.scales or any(float(s) <= 0 for s in ev.scales):

@@ -1,4 +1,5 @@
-"""Iteration-based training: SGD + poly LR, periodic evaluation, atomic checkpoints, resume, DDP."""
+"""Iteration-based training: SGD/AdamW, poly/cosine LR, gradient accumulation, EMA of the weights,
+periodic evaluation, atomic checkpoints, resume, DDP."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import json
 import math
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, train_transform
@@ -48,9 +51,12 @@ class Trainer:
         self.device = resolve_device(tc.device)
         self.distributed = init_distributed(self.device)
         self.rank, self.world_size = get_rank(), get_world_size()
-        if tc.batch_size % self.world_size:
-            raise ConfigError(f"train.batch_size={tc.batch_size} (global) is not divisible by {self.world_size} processes")
-        self.batch_per_rank = tc.batch_size // self.world_size
+        if tc.batch_size % (self.world_size * tc.accumulate_steps):
+            raise ConfigError(
+                f"train.batch_size={tc.batch_size} (global) is not divisible by {self.world_size} process(es) "
+                f"x train.accumulate_steps={tc.accumulate_steps}"
+            )
+        self.batch_per_rank = tc.batch_size // (self.world_size * tc.accumulate_steps)  # one micro-batch
         _seed_everything(tc.seed + self.rank)
         self.work_dir = cfg.work_dir
 
@@ -69,6 +75,8 @@ class Trainer:
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             elif is_main_process():
                 print("train.sync_bn: SyncBatchNorm needs GPUs; on the CPU each process normalises its own batch")
+        # the weights evaluated and exported: an exponential moving average when train.ema is set
+        self.ema = ModelEmaV3(self.model, decay=float(tc.ema), use_warmup=True, warmup_power=0.75) if tc.ema else None
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, tc)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
@@ -90,6 +98,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "model": model_state(self.model),
+            **({"ema": self.ema.module.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -106,6 +115,8 @@ class Trainer:
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
@@ -165,8 +176,7 @@ class Trainer:
         seen = 0
         t0 = time.time()
         while self.iteration < tc.max_iters:
-            batch = next(batches)
-            losses = self._step(batch)
+            losses = self._step(batches)
             self.iteration += 1
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
@@ -187,45 +197,58 @@ class Trainer:
             self._evaluate_and_save()
         return self.last_results
 
-    def _step(self, batch: dict) -> dict[str, float]:
+    def _step(self, batches) -> dict[str, float]:
+        """One optimizer step over ``train.accumulate_steps`` micro-batches drawn from ``batches``;
+        returns the loss terms averaged over the micro-batches (and ranks)."""
         tc = self.cfg.train
-        images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        targets = batch["mask"].to(self.device, non_blocking=True)
-        positions = batch.get("positions")
-        kwargs = {"positions": positions.to(self.device)} if positions is not None else {}
-        with self.autocast():
-            losses = self.ddp(images, targets, **kwargs)
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss {loss.item()} at iteration {self.iteration + 1} "
-                f"({ {k: float(v) for k, v in losses.items()} }); lower train.lr or use precision fp32"
-            )
+        steps = tc.accumulate_steps
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        total: torch.Tensor | None = None
+        for micro in range(steps):
+            batch = next(batches)
+            images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            targets = batch["mask"].to(self.device, non_blocking=True)
+            positions = batch.get("positions")
+            kwargs = {"positions": positions.to(self.device)} if positions is not None else {}
+            sync = self.ddp.no_sync if self.distributed and micro < steps - 1 else nullcontext
+            with sync():
+                with self.autocast():
+                    losses = self.ddp(images, targets, **kwargs)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss {loss.item()} at iteration {self.iteration + 1} "
+                        f"({ {k: float(v) for k, v in losses.items()} }); lower train.lr"
+                        + (" or use precision fp32" if tc.precision != "fp32" else "")
+                    )
+                self.scaler.scale(loss / steps).backward()
+            values = torch.stack([v.detach().float() for v in losses.values()]) / steps
+            total = values if total is None else total + values
         if tc.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        values = torch.stack([v.detach().float() for v in losses.values()])
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.iteration + 1)
         if self.distributed:
-            torch.distributed.all_reduce(values)
-            values /= self.world_size
-        return dict(zip(losses.keys(), values.tolist()))
+            torch.distributed.all_reduce(total)
+            total /= self.world_size
+        return dict(zip(losses.keys(), total.tolist()))
 
     def _evaluate_and_save(self) -> None:
+        evaluated = self.ema.module if self.ema is not None else self.model
         if self.distributed:  # BN running statistics drift apart per rank without SyncBN: use rank 0's
-            for buffer in self.model.buffers():
+            for buffer in evaluated.buffers():
                 torch.distributed.broadcast(buffer, src=0)
         results = evaluate(
-            self.model,
+            evaluated,
             self.val_set,
             self.cfg.evaluate,
             self.device,
             crop_size=self.cfg.data.crop_size,
-            num_workers=min(self.cfg.data.num_workers, 2),
+            num_workers=0 if self.cfg.data.cache else min(self.cfg.data.num_workers, 2),
             autocast=self.autocast,
             progress=self.progress,
         )

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..modules.common import init_conv_bn
+
 __all__ = ["DecodeHead", "HeadOutput"]
 
 HeadOutput = dict  # {"logits": (B, K, h, w), plus head-specific tensors such as "prior_logits"}
@@ -58,3 +60,22 @@ class DecodeHead(nn.Module):
     def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted head-specific loss terms by name (none for the baselines)."""
         return {}
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """mmsegmentation's initialisation of a decode head, which the released CPNet, EncNet and
+        OCRNet heads share:
+
+        1. every convolution kaiming-normal (``fan_out``, ReLU) with zero bias, every BatchNorm
+           weight 1 and bias 0 (mmcv ``ConvModule.init_weights``);
+        2. each classifier ``conv_seg`` (this head's and any nested head's) N(0, 0.01), bias 0;
+        3. sub-modules whose release initialises them otherwise (HANet's blocks) then apply their
+           own ``init_weights``. Linear layers and the Encoding layer keep their own init.
+        """
+        init_conv_bn(self, mode="fan_out")
+        for module in self.modules():
+            if isinstance(module, DecodeHead):
+                nn.init.normal_(module.conv_seg.weight, std=0.01)
+                nn.init.zeros_(module.conv_seg.bias)
+            elif callable(getattr(module, "init_weights", None)):
+                module.init_weights()

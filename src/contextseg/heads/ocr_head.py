@@ -64,6 +64,15 @@ class OCRHead(DecodeHead):
         self.region_weight = region_weight
         self.region_loss = CrossEntropyLoss(ignore_index, class_weight)
 
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """mmseg's init (see :meth:`DecodeHead.init_weights`); the HRNet region classifier, an
+        ``FCNHead.conv_seg`` in mmseg, is N(0, 0.01) too."""
+        super().init_weights()
+        if self.concat_inputs:
+            nn.init.normal_(self.region_head[-1].weight, std=0.01)
+            nn.init.zeros_(self.region_head[-1].bias)
+
     def _inputs(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if not self.concat_inputs:
             return features[self.in_index]

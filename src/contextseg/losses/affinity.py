@@ -141,9 +141,11 @@ class _AffinityLossFunction(torch.autograd.Function):
             torch.where(a, (q * (xc >= -100)).neg_(), p * (xc <= 100), out=out)
             out.mul_(cu * valid[:, r0:r1, None]).mul_(vj)
             # global: dP/dx = P (1 - P) times the chain rule through T^r, T^p, T^s:
-            # A'_ij (f_r/d_r + f_p/d_p) - v_j f_p T^p / d_p - v_j (1 - A_ij) f_s / d_s
-            inner = a * (coef_a[:, r0:r1, None] + f_s[:, r0:r1, None] * vj)
-            inner.sub_(vj * (coef_v[:, r0:r1, None] + f_s[:, r0:r1, None]))
+            # A'_ij (f_r/d_r + f_p/d_p) - v_j f_p T^p / d_p - v_j (1 - A_ij) f_s / d_s.
+            # The specificity factor f_s (huge when T^s is tiny) only enters where A_ij = 0, so it
+            # is never added and subtracted again: float32 keeps its digits on saturated rows.
+            inner = torch.where(a, coef_a[:, r0:r1, None], vj * f_s[:, r0:r1, None].neg())
+            inner.sub_(vj * coef_v[:, r0:r1, None])
             out.addcmul_(p.mul_(q), inner)
             diag = torch.diagonal(out[:, :, r0:r1], dim1=1, dim2=2)
             diag -= torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2) * coef_a[:, r0:r1] * valid[:, r0:r1]

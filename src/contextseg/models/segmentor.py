@@ -31,8 +31,9 @@ class Segmentor(nn.Module):
         output_stride: 8, 16 or 32 (ignored by backbones that cannot dilate).
         pretrained_backbone: ``None``/``False`` random init, ``True`` timm hub weights, or a local
             ``.pth``/``.pt``/``.safetensors`` path.
-        aux_head: add the auxiliary FCN head on C4 (CBR 3x3 -> 256, cls_seg).
+        aux_head: add the auxiliary FCN head on C4 (CBR 3x3 -> ``aux_channels``, cls_seg).
         aux_weight: weight of its cross entropy (0.4 in all five papers' recipes).
+        aux_channels: width of the auxiliary head (256 in the papers, for a 1024-channel C4).
         ignore_index: label value ignored by every loss (255).
         class_weight: optional per-class weights of the cross entropy.
         ohem_thresh, ohem_min_kept: online hard example mining on the main output only.
@@ -58,6 +59,7 @@ class Segmentor(nn.Module):
         pretrained_backbone: bool | str | os.PathLike | None = None,
         aux_head: bool = True,
         aux_weight: float = 0.4,
+        aux_channels: int = 256,
         ignore_index: int = 255,
         class_weight: Sequence[float] | None = None,
         ohem_thresh: float | None = None,
@@ -71,9 +73,13 @@ class Segmentor(nn.Module):
         self.ignore_index = ignore_index
         self.class_weight = list(class_weight) if class_weight is not None else None
         self.aux_weight = aux_weight
+        self.aux_channels = int(aux_channels)
         self.backbone = self.build_backbone(backbone, output_stride, pretrained_backbone)
         self.decode_head = self.build_decode_head(self.backbone.channels, self.num_classes, **head_kwargs)
         self.aux_head = self.build_aux_head(self.backbone.channels, self.num_classes) if aux_head else None
+        self.decode_head.init_weights()
+        if self.aux_head is not None:
+            self.aux_head.init_weights()
         self.criterion = CrossEntropyLoss(ignore_index, class_weight, ohem_thresh, ohem_min_kept)
         self.aux_criterion = CrossEntropyLoss(ignore_index, class_weight)
 
@@ -90,7 +96,7 @@ class Segmentor(nn.Module):
         return self.head_cls(in_channels, num_classes, **kwargs)
 
     def build_aux_head(self, in_channels: list[int], num_classes: int) -> DecodeHead | None:
-        return FCNHead(in_channels, num_classes, channels=256, num_convs=1, concat_input=False, in_index=2)
+        return FCNHead(in_channels, num_classes, channels=self.aux_channels, num_convs=1, concat_input=False, in_index=2)
 
     @property
     def uses_positions(self) -> bool:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBNReLU", "resize", "precise_dtype"]
+__all__ = ["ConvBNReLU", "resize", "precise_dtype", "init_conv_bn"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -38,8 +38,9 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
-def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear") -> torch.Tensor:
-    """Resize ``(B, C, H, W)`` to ``size`` (bilinear with ``align_corners=False``, mmseg's choice).
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear", align_corners: bool = False) -> torch.Tensor:
+    """Resize ``(B, C, H, W)`` to ``size``: bilinear with ``align_corners=False`` (mmseg's choice)
+    unless a release that a module follows aligns the corners (SPNet's mixed pooling).
 
     Returns ``x`` unchanged when it already has that size.
     """
@@ -48,9 +49,27 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bil
         return x
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
-    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+    return F.interpolate(x, size=size, mode=mode, align_corners=align_corners)
 
 
 def precise_dtype(x: torch.Tensor) -> torch.dtype:
     """float64 for float64 inputs (gradchecks, references), float32 otherwise (autocast-safe parts)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def init_conv_bn(module: nn.Module, mode: str = "fan_out") -> None:
+    """mmcv's ``ConvModule`` initialisation over every layer of ``module``.
+
+    Convolutions (1-d and 2-d, depthwise included): kaiming-normal for ReLU with ``mode``
+    (``fan_out`` as mmcv, ``fan_in`` as torch's default rule and HANet's release), bias 0.
+    Batch norms: weight 1, bias 0. Other layers keep their own initialisation.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)

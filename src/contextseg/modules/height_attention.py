@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import init_conv_bn
+
 __all__ = ["HeightAttention", "height_encoding"]
 
 
@@ -61,6 +63,13 @@ class HeightAttention(nn.Module):
         self.reduce = nn.Sequential(nn.Conv1d(in_channels, m, 1, bias=False), nn.BatchNorm1d(m), nn.ReLU(inplace=True))
         self.register_buffer("encoding", height_encoding(rows, m), persistent=False)
         self.conv = nn.Sequential(nn.Conv1d(m, 2 * m, 3, padding=1), nn.BatchNorm1d(2 * m), nn.ReLU(inplace=True), nn.Conv1d(2 * m, out_channels, 3, padding=1))
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The release's ``initialize_weights``: every Conv1d (the last one, which feeds the sigmoid,
+        included) kaiming-normal with torch's default ``fan_in`` mode for ReLU and zero bias; BN 1, 0."""
+        init_conv_bn(self, mode="fan_in")
 
     def row_index(self, positions: torch.Tensor | None, batch: int, device) -> torch.Tensor:
         """Row of the encoding table for each of the ``rows`` pooled rows: (B, rows) int64."""

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import ConvBNReLU, resize
+from .common import ConvBNReLU, init_conv_bn, resize
 
 __all__ = ["StripPooling", "MixedPooling", "insert_strip_pooling"]
 
@@ -40,6 +40,16 @@ class StripPooling(nn.Module):
         self.conv_h = _conv_bn(in_channels, in_channels, (3, 1))
         self.conv_w = _conv_bn(in_channels, in_channels, (1, 3))
         self.fuse = nn.Conv2d(in_channels, in_channels, 1, bias=True)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """As the released ResNet initialises the SPM it holds: every conv weight
+        ``N(0, sqrt(2 / (k_h k_w C_out)))`` (kaiming-normal, ``fan_out``), BN weight 1 and bias 0;
+        the gate's bias keeps torch's default ``U(-1/sqrt(C), 1/sqrt(C))`` (the release never touches it)."""
+        bias = self.fuse.bias.clone()
+        init_conv_bn(self, mode="fan_out")
+        self.fuse.bias.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         strips = self.conv_h(x.mean(dim=3, keepdim=True)) + self.conv_w(x.mean(dim=2, keepdim=True))
@@ -53,7 +63,9 @@ class MixedPooling(nn.Module):
     plus adaptive average pooling to each of ``pool_sizes`` -> conv-BN 3x3 -> bilinear upsampling;
     summed, ReLU, CBR 3x3); x2 = CBR 1x1 C -> C' feeds the long-range strip branch (pool to 1 x w ->
     conv-BN 1x3, pool to h x 1 -> conv-BN 3x1, both upsampled; summed, ReLU, CBR 3x3). The two are
-    concatenated, conv-BN 1x1 2C' -> C, and added to the input: ``ReLU(x + merged)``.
+    concatenated, conv-BN 1x1 2C' -> C, and added to the input: ``ReLU(x + merged)``. The pooled
+    maps are upsampled bilinearly with ``align_corners=True``, as the release does (a strip
+    broadcast is the same under either rule).
 
     ``pool_sizes`` (20, 12) are the paper's absolute sizes for 60x60 features (480 crops); give
     smaller ones (ints or (h, w) pairs) for smaller feature maps.
@@ -79,7 +91,8 @@ class MixedPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         x1, x2 = self.reduce_short(x), self.reduce_long(x)
-        short = self.short_local(x1) + sum(resize(pool(x1), size) for pool in self.short_pools)
+        # the release upsamples the pooled maps with align_corners=True (its ``up_kwargs``)
+        short = self.short_local(x1) + sum(resize(pool(x1), size, align_corners=True) for pool in self.short_pools)
         long = self.long_w(x2).expand(-1, -1, *size) + self.long_h(x2).expand(-1, -1, *size)
         merged = self.merge(torch.cat([self.short_out(torch.relu(short)), self.long_out(torch.relu(long))], dim=1))
         return torch.relu(x + merged)
