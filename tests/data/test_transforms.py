@@ -129,10 +129,10 @@ def test_positions_under_scale_crop_flip():
         positions, source_rows = out["positions"], out["mask"][:, 0]
         valid = out["mask"][:, 0] != 255
         # nearest: exactly the row the mask came from
-        assert torch.allclose(positions[valid], (source_rows[valid].float() + 0.5) / h)
+        assert torch.allclose(positions[valid], source_rows[valid].float() / h)
         # bilinear, independent of the position map: the image's row code agrees within a row or two
         coded = out["image"][0, valid, w // 3] * 255
-        assert (positions[valid] * h - 0.5 - coded).abs().max() <= 2.0
+        assert (positions[valid] * h - coded).abs().max() <= 2.0
         assert (positions[~valid] == 1.0).all() and (out["mask"][~valid] == 255).all()
         assert (positions[valid].diff() >= 0).all()
         saw_padding |= bool((~valid).any())
@@ -146,7 +146,7 @@ def test_eval_transform_keeps_mask_resolution():
     out = EvalTransform(base_size=(480, 360), with_positions=True)(image, mask)
     assert out["image"].shape == (3, 360, 480) and out["image"].dtype == torch.float32
     assert torch.equal(out["mask"], mask) and out["mask"].dtype == torch.int64
-    assert torch.allclose(out["positions"], (torch.arange(360) + 0.5) / 360)
+    assert torch.allclose(out["positions"], torch.arange(360) / 360)
     same = EvalTransform()(image, mask)
     assert same["image"].shape == (3, 180, 240) and "positions" not in same
 

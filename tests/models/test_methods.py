@@ -131,3 +131,17 @@ def test_ocrnet_hrnet_variant_concatenates_the_branches():
 
 def test_top_level_namespaces():
     assert callable(cs.data.build_dataset) and callable(cs.engine.inference) and callable(cs.metrics.SegmentationMetric)
+
+
+def test_hanet_aux_loss_is_computed_at_feature_resolution():
+    # the release's dsn loss: aux logits at layer3's size against nearest-downsampled labels
+    torch.manual_seed(0)
+    model = cs.create_model("hanet", num_classes=4, backbone="resnet18d", hanet_reduction=16)
+    targets = torch.randint(0, 4, (2, 64, 48))
+    targets[:, :8] = 255
+    aux_logits = torch.randn(2, 4, 8, 6)
+    outputs = {"logits": torch.randn(2, 4, 16, 12)}
+    terms = model.losses(outputs, aux_logits, targets)
+    small = targets[:, ::8, ::8]  # nearest neighbour at stride 8 (F.interpolate's rule)
+    expected = 0.4 * torch.nn.functional.cross_entropy(aux_logits, small, ignore_index=255)
+    assert torch.allclose(terms["loss_aux"], expected)

@@ -20,18 +20,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # of images scaled to [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def row_centres(height: int, device=None) -> torch.Tensor:
-    """Each row's centre as a fraction of the image height: ``(H,)`` float32, ``(r + 0.5) / H``."""
-    return (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+def row_tops(height: int, device=None) -> torch.Tensor:
+    """Each row's top edge as a fraction of the image height: ``(H,)`` float32, ``r / H``.
+
+    This is HANet's row map (the release stores ``r * 128 // H``), so that ``floor(16 * r / H)``
+    is the 1/16 band of the image the row lies in, exactly as the release computes it.
+    """
+    return torch.arange(height, device=device, dtype=torch.float32) / height
 
 
 class RowPositions(tv_tensors.Mask):
     """A float (1, H, W) map whose value at row r is that row's height in the original image,
-    (r + 0.5) / H. Being a Mask, the v2 geometric kernels resize it by nearest neighbour."""
+    r / H. Being a Mask, the v2 geometric kernels resize it by nearest neighbour."""
 
     @classmethod
     def like_image(cls, height: int, width: int) -> RowPositions:
-        return cls(row_centres(height).view(1, height, 1).expand(1, height, width).contiguous())
+        return cls(row_tops(height).view(1, height, 1).expand(1, height, width).contiguous())
 
 
 def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[int, int]:
@@ -182,7 +186,7 @@ class TrainTransform:
     "mask": int64 (ch,cw)}`` (+ ``"positions": float32 (ch,)`` with ``with_positions``).
 
     ``mean``/``std`` are for images scaled to [0, 1]. ``positions[r]`` is output row r's height in
-    the original image as a fraction in [0, 1] (row centre); padded rows get 1.0.
+    the original image as a fraction in [0, 1] (the row's top edge, r / H); padded rows get 1.0.
     """
 
     def __init__(
@@ -243,7 +247,7 @@ class TrainTransform:
 class EvalTransform:
     """Rescale the image to ``base_size`` (long, short; keep ratio; None = no resize) and normalise;
     the mask stays at its original resolution, where the metric is computed. Returns the same keys
-    as ``TrainTransform``; ``positions`` are (r + 0.5) / h of the resized image's rows."""
+    as ``TrainTransform``; ``positions`` are r / h of the resized image's rows."""
 
     def __init__(
         self,
@@ -262,7 +266,7 @@ class EvalTransform:
             image = F.resize(tv_tensors.Image(image), list(size), antialias=True)
         result = {"image": _normalize(image, self.mean, self.std), "mask": mask.long()}
         if self.with_positions:
-            result["positions"] = row_centres(image.shape[-2])
+            result["positions"] = row_tops(image.shape[-2])
         return result
 
     def __repr__(self) -> str:
@@ -287,5 +291,5 @@ __all__ = [
     "TrainTransform",
     "denormalize",
     "rescale_size",
-    "row_centres",
+    "row_tops",
 ]

@@ -14,15 +14,15 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import row_centres
+from ..data.transforms import row_tops
 from ..modules.common import resize
 
 __all__ = ["inference", "slide_inference", "whole_inference", "row_positions", "slide_windows"]
 
 
 def row_positions(batch: int, height: int, device=None) -> torch.Tensor:
-    """Row centres of a full image as fractions of its height: ``(B, H)`` = ``(r + 0.5) / H``."""
-    return row_centres(height, device).expand(batch, height)
+    """Row positions of a full image as fractions of its height: ``(B, H)`` = ``r / H``."""
+    return row_tops(height, device).expand(batch, height)
 
 
 def _uses_positions(model) -> bool:
@@ -130,7 +130,8 @@ def inference(
         img = resize(images, size)
         pos = None
         if wants_pos:
-            pos = positions if size[0] == h else F.interpolate(positions[:, None], size=size[0], mode="linear", align_corners=False)[:, 0]
+            # resized like the release's row map: nearest neighbour
+            pos = positions if size[0] == h else F.interpolate(positions[:, None], size=size[0], mode="nearest")[:, 0]
         for flipped in (False, True) if flip else (False,):
             x = img.flip(-1) if flipped else img
             if mode == "slide":

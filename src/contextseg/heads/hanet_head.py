@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..modules.common import resize
@@ -28,11 +27,16 @@ class HANetHead(DeepLabV3PlusHead):
     3      decoder concat (304)        the decoder's 3x3 output (256)
     ====  =========================  ===============================================
 
+    As the release: the decoder concatenates [C2 projection (48), upsampled ASPP path (256)] in
+    that order and upsamples with ``align_corners=True``; there is no dropout before the classifier
+    (``dropout=0``); every block looks up its positions from the image rows (see
+    :class:`~contextseg.modules.HeightAttention`).
+
     Args:
         hanet_reduction: r of every block (64 for OS 8, 32 for OS 16).
         hanet_rows: pooled rows (16).
 
-    Forward takes ``positions (B, H)``: each input-image row's absolute height as a fraction of the
+    Forward takes ``positions (B, H)``: each input-image row's top edge as a fraction of the
     original image (None = the input is the whole image).
 
     Shape:
@@ -51,30 +55,24 @@ class HANetHead(DeepLabV3PlusHead):
         dilations: Sequence[int] | None = None,
         hanet_reduction: int = 64,
         hanet_rows: int = 16,
-        dropout: float = 0.1,
+        dropout: float = 0.0,
         in_index: int = -1,
     ) -> None:
         super().__init__(in_channels, num_classes, channels, c1_channels, output_stride, dilations, dropout, in_index)
         c4, c5 = self.in_channels[2], self.input_channels
         aspp = self.aspp.out_channels
-        blocks = [(c4, c5), (c5, aspp), (aspp, channels), (channels + c1_channels, channels)]
+        blocks = [(c4, c5), (c5, aspp), (aspp, channels), (c1_channels + channels, channels)]
         self.hanet = nn.ModuleList(HeightAttention(lo, hi, hanet_reduction, hanet_rows) for lo, hi in blocks)
-
-    @staticmethod
-    def _rows(positions: torch.Tensor | None, height: int) -> torch.Tensor | None:
-        if positions is None:
-            return None
-        return F.interpolate(positions[:, None].float(), size=height, mode="linear", align_corners=False)[:, 0]
 
     def forward(self, features: Sequence[torch.Tensor], positions: torch.Tensor | None = None) -> HeadOutput:
         c2, c4, c5 = features[0], features[2], features[self.in_index]
-        c5 = c5 * self.hanet[0](c4, c5, self._rows(positions, c4.shape[2]))
+        c5 = c5 * self.hanet[0](c4, c5, positions)
         aspp = self.aspp(c5)
-        aspp = aspp * self.hanet[1](c5, aspp, self._rows(positions, c5.shape[2]))
+        aspp = aspp * self.hanet[1](c5, aspp, positions)
         x = self.bottleneck(aspp)
-        x = x * self.hanet[2](aspp, x, self._rows(positions, aspp.shape[2]))
+        x = x * self.hanet[2](aspp, x, positions)
         c1 = self.c1_bottleneck(c2)
-        dec0 = torch.cat([resize(x, c1.shape[-2:]), c1], dim=1)
+        dec0 = torch.cat([c1, resize(x, c1.shape[-2:], align_corners=True)], dim=1)
         dec1 = self.sep_bottleneck(dec0)
-        dec1 = dec1 * self.hanet[3](dec0, dec1, self._rows(positions, dec0.shape[2]))
+        dec1 = dec1 * self.hanet[3](dec0, dec1, positions)
         return {"logits": self.cls_seg(dec1)}

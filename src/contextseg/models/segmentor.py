@@ -50,6 +50,7 @@ class Segmentor(nn.Module):
     head_cls: type[DecodeHead] = FCNHead
     description: str = ""
     aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
+    align_corners = False  # how logits are upsampled to the input (HANet's release: True)
 
     def __init__(
         self,
@@ -124,11 +125,11 @@ class Segmentor(nn.Module):
                 )
             aux_logits = self.aux_head(features)["logits"] if self.aux_head is not None else None
             return self.losses(outputs, aux_logits, targets)
-        return resize(outputs["logits"], images.shape[-2:])
+        return resize(outputs["logits"], images.shape[-2:], align_corners=self.align_corners)
 
     def losses(self, outputs: HeadOutput, aux_logits: torch.Tensor | None, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted loss terms by name plus their sum under ``"loss"``."""
-        terms = {"loss_seg": self.criterion(resize(outputs["logits"], targets.shape[-2:]), targets)}
+        terms = {"loss_seg": self.criterion(resize(outputs["logits"], targets.shape[-2:], align_corners=self.align_corners), targets)}
         if aux_logits is not None:
             if self.aux_at_feature_resolution:
                 labels = resize(targets[:, None].float(), aux_logits.shape[-2:], mode="nearest")[:, 0].long()

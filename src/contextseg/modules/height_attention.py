@@ -40,18 +40,22 @@ class HeightAttention(nn.Module):
 
     1. Width-wise average pooling of ``low`` with its height resampled to ``rows`` (16): (B, C_l, 16).
     2. Dropout 0.1; Conv1d 1x1 C_l -> m = ceil(C_l / reduction) (no bias), BN1d, ReLU.
-    3. Add the frozen sinusoidal height encoding of each row (Eq. 6), looked up by the row's absolute
-       height in the original image; in training the row index gets integer noise in [-2, 2].
+    3. Add the frozen sinusoidal height encoding of each row (Eq. 6). The table has ``rows + 1``
+       entries (17, as the release: padded rows and training noise reach entry 16); pooled row r
+       looks up ``floor(rows * position)`` of the image row ``floor(r * H / rows)`` (nearest
+       neighbour, the release's rule), where ``position`` is that row's top edge in the original
+       image; in training the index gets ``floor(N(0, 0.5))`` clamped to [-2, 2] and the result is
+       clamped to [0, rows].
     4. Conv1d k3 m -> 2m, BN1d, ReLU; Conv1d k3 2m -> C_h; sigmoid (Eq. 4-5).
     5. Linear interpolation from ``rows`` to the height of ``high``.
 
-    ``positions (B, h_low)`` gives each row of ``low`` its absolute height in the original image as a
-    fraction in [0, 1] (so crops and sliding windows keep the true heights); None means ``low`` spans
-    the whole image evenly.
+    ``positions (B, H)`` gives each row of the input image (or crop, or window) its top edge in the
+    original image as a fraction in [0, 1] (``r / H_original``: crops and sliding windows keep their
+    true heights); None means the input spans the whole image evenly.
 
     Shape:
-        ``low (B, C_l, h_l, w_l), high (B, C_h, h_h, w_h) -> attention (B, C_h, h_h, 1)``; the caller
-        applies ``high * attention``.
+        ``low (B, C_l, h_l, w_l), high (B, C_h, h_h, w_h), positions (B, H) -> attention
+        (B, C_h, h_h, 1)``; the caller applies ``high * attention``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, reduction: int = 64, rows: int = 16, dropout: float = 0.1, position_noise: float = 0.5) -> None:
@@ -61,7 +65,7 @@ class HeightAttention(nn.Module):
         self.position_noise = position_noise
         self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()
         self.reduce = nn.Sequential(nn.Conv1d(in_channels, m, 1, bias=False), nn.BatchNorm1d(m), nn.ReLU(inplace=True))
-        self.register_buffer("encoding", height_encoding(rows, m), persistent=False)
+        self.register_buffer("encoding", height_encoding(rows + 1, m), persistent=False)
         self.conv = nn.Sequential(nn.Conv1d(m, 2 * m, 3, padding=1), nn.BatchNorm1d(2 * m), nn.ReLU(inplace=True), nn.Conv1d(2 * m, out_channels, 3, padding=1))
         self.init_weights()
 
@@ -72,20 +76,20 @@ class HeightAttention(nn.Module):
         init_conv_bn(self, mode="fan_in")
 
     def row_index(self, positions: torch.Tensor | None, batch: int, device) -> torch.Tensor:
-        """Row of the encoding table for each of the ``rows`` pooled rows: (B, rows) int64."""
+        """Entry of the encoding table for each of the ``rows`` pooled rows: (B, rows) int64."""
         if positions is None:
             index = torch.arange(self.rows, device=device).expand(batch, self.rows)
-        else:
+        else:  # nearest: pooled row r takes image row floor(r * H / rows), as the release
             pooled = F.interpolate(positions[:, None].float(), size=self.rows, mode="nearest")[:, 0]
             index = (pooled * self.rows).floor().long()
         if self.training and self.position_noise > 0:
             noise = torch.floor(torch.randn(index.shape, device=device) * self.position_noise).clamp(-2, 2).long()
             index = index + noise
-        return index.clamp(0, self.rows - 1)
+        return index.clamp(0, self.rows)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        if positions is not None and positions.shape != (low.shape[0], low.shape[2]):
-            raise ValueError(f"positions must be (B, h_low) = {(low.shape[0], low.shape[2])}, got {tuple(positions.shape)}")
+        if positions is not None and (positions.ndim != 2 or positions.shape[0] != low.shape[0]):
+            raise ValueError(f"positions must be (B, H) with B = {low.shape[0]} (one value per image row), got {tuple(positions.shape)}")
         pooled = F.adaptive_avg_pool2d(low, (self.rows, 1))[..., 0]  # (B, C_l, rows)
         z = self.reduce(self.dropout(pooled))
         index = self.row_index(positions, low.shape[0], low.device)
