@@ -45,7 +45,7 @@ def cmd_train(args) -> int:
             flush=True,
         )
     start = time.time()
-    train(cfg)
+    train(cfg, progress=sys.stderr.isatty())  # progress bars on a terminal, plain log lines otherwise
     if _is_rank0():
         print(f"done in {time.time() - start:.0f} s")
     return 0

@@ -82,6 +82,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
         self.autocast = autocast_context(self.device, tc.precision)
         self.iteration = 0
+        self.phase_seconds: dict[str, float] = {}  # cumulative wall time of data / forward / backward / step
         self.best_miou = -1.0
         self.last_results: dict | None = None
         self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
@@ -185,8 +186,12 @@ class Trainer:
             if self.iteration % tc.log_interval == 0 or self.iteration == tc.max_iters:
                 means = {k: v / seen for k, v in running.items()}
                 lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
+                sec_per_iter = (time.time() - t0) / seen
                 bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}")
-                self._log({"event": "train", "iter": self.iteration, "lr": lr, **means, "sec_per_iter": (time.time() - t0) / seen})
+                if bar.disable and is_main_process():  # no terminal: one plain line per log interval
+                    eta = sec_per_iter * (tc.max_iters - self.iteration)
+                    print(f"iter {self.iteration}/{tc.max_iters}  loss {means['loss']:.4f}  lr {lr:.2e}  {sec_per_iter:.2f} s/it  eta {eta / 60:.1f} min", flush=True)
+                self._log({"event": "train", "iter": self.iteration, "lr": lr, **means, "sec_per_iter": sec_per_iter})
                 running, seen, t0 = {}, 0, time.time()
             if self.iteration % tc.eval_interval == 0 or self.iteration == tc.max_iters:
                 self._evaluate_and_save()
@@ -202,10 +207,13 @@ class Trainer:
         returns the loss terms averaged over the micro-batches (and ranks)."""
         tc = self.cfg.train
         steps = tc.accumulate_steps
+        clock = self.phase_seconds
+        tick = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         total: torch.Tensor | None = None
         for micro in range(steps):
             batch = next(batches)
+            tick = _lap(clock, "data", tick)
             images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             targets = batch["mask"].to(self.device, non_blocking=True)
             positions = batch.get("positions")
@@ -215,6 +223,7 @@ class Trainer:
                 with self.autocast():
                     losses = self.ddp(images, targets, **kwargs)
                 loss = losses["loss"]
+                tick = _lap(clock, "forward", tick)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"non-finite loss {loss.item()} at iteration {self.iteration + 1} "
@@ -224,6 +233,7 @@ class Trainer:
                 self.scaler.scale(loss / steps).backward()
             values = torch.stack([v.detach().float() for v in losses.values()]) / steps
             total = values if total is None else total + values
+            tick = _lap(clock, "backward", tick)
         if tc.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
@@ -235,6 +245,7 @@ class Trainer:
         if self.distributed:
             torch.distributed.all_reduce(total)
             total /= self.world_size
+        _lap(clock, "step", tick)
         return dict(zip(losses.keys(), total.tolist()))
 
     def _evaluate_and_save(self) -> None:
@@ -242,6 +253,7 @@ class Trainer:
         if self.distributed:  # BN running statistics drift apart per rank without SyncBN: use rank 0's
             for buffer in evaluated.buffers():
                 torch.distributed.broadcast(buffer, src=0)
+        started = time.perf_counter()
         results = evaluate(
             evaluated,
             self.val_set,
@@ -254,7 +266,7 @@ class Trainer:
         )
         self.model.train()
         self.last_results = results
-        self._log({"event": "val", "iter": self.iteration, "mIoU": results["mIoU"], "mAcc": results["mAcc"], "aAcc": results["aAcc"]})
+        self._log({"event": "val", "iter": self.iteration, "mIoU": results["mIoU"], "mAcc": results["mAcc"], "aAcc": results["aAcc"], "eval_seconds": time.perf_counter() - started})
         improved = not math.isnan(results["mIoU"]) and results["mIoU"] > self.best_miou
         if improved:
             self.best_miou = results["mIoU"]
@@ -265,6 +277,13 @@ class Trainer:
                 save_checkpoint(state, self.work_dir / "best.pt")
             tqdm.write(f"iter {self.iteration}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}")
         barrier()
+
+
+def _lap(clock: dict[str, float], phase: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``clock[phase]``; return now."""
+    now = time.perf_counter()
+    clock[phase] = clock.get(phase, 0.0) + now - since
+    return now
 
 
 def _seed_everything(seed: int) -> None:

@@ -26,11 +26,13 @@ class DecodeHead(nn.Module):
         in_channels: channels of every backbone level ``[C2, C3, C4, C5]``.
         channels: width of the head's last feature map (the input of ``cls_seg``).
         num_classes: K.
-        dropout: ``cls_seg``'s Dropout2d probability (0.1 unless a paper says otherwise).
+        dropout: ``cls_seg``'s dropout probability (0.1 unless a paper says otherwise); channel-wise
+            (Dropout2d) unless the head sets ``channel_dropout = False``.
         in_index: which backbone level feeds the head (-1 = C5).
     """
 
     uses_positions = False  # HANet reads per-row image positions
+    channel_dropout = True  # cls_seg drops whole channels (Dropout2d); EncNet's release drops elements
 
     def __init__(
         self,
@@ -45,7 +47,8 @@ class DecodeHead(nn.Module):
         self.channels = channels
         self.num_classes = num_classes
         self.in_index = in_index
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        drop = nn.Dropout2d if self.channel_dropout else nn.Dropout
+        self.dropout = drop(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
 
     @property
@@ -54,7 +57,7 @@ class DecodeHead(nn.Module):
         return self.in_channels[self.in_index]
 
     def cls_seg(self, x: torch.Tensor) -> torch.Tensor:
-        """Dropout2d + 1x1 conv: ``(B, channels, h, w) -> (B, K, h, w)``."""
+        """Dropout + 1x1 conv: ``(B, channels, h, w) -> (B, K, h, w)``."""
         return self.conv_seg(self.dropout(x))
 
     def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:

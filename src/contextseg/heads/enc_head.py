@@ -24,9 +24,14 @@ class EncHead(DecodeHead):
             (the Pascal Context recipe).
         se_weight: weight of the SE loss (0.2).
 
+    As the released EncHead (PyTorch-Encoding), the classifier's dropout is elementwise
+    (``nn.Dropout(0.1)``), not channel-wise.
+
     Shape:
         ``features [C2, C3, C4, C5] -> {"logits": (B, K, h, w), "se_logits": (B, K)}`` at C5's size.
     """
+
+    channel_dropout = False
 
     def __init__(
         self,

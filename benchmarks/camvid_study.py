@@ -1,0 +1,155 @@
+"""The CamVid study: train any subset of the nine CamVid recipes and tabulate them.
+
+Each model trains from ``configs/<model>/<model>_r18_camvid.yaml`` in its own subprocess, in
+``OUT/<model>/seed<S>``. A killed study continues where it stopped: a finished run (its
+``result.json`` exists) is skipped, an unfinished one resumes from its ``last.pt``
+(``train.resume: auto``). When every requested run has finished, the table is written to
+``OUT/results.md`` and printed: CamVid val mIoU / mAcc / aAcc and per-class IoU of the final
+weights, parameters, GFLOPs of one 360x480 frame, and training minutes (iterations and
+evaluations, start-up excluded). Several seeds give the mean and the spread.
+
+    python benchmarks/camvid_study.py --models fcn cpnet --seeds 0 --root ../shared/datasets/camvid
+    python benchmarks/camvid_study.py --table-only     # tabulate what has finished
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "cpnet", "encnet", "ocrnet", "spnet", "hanet"]
+CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+FRAME = (360, 480)
+
+
+def recipe(model: str) -> Path:
+    return REPO / "configs" / model / f"{model}_r18_camvid.yaml"
+
+
+def training_minutes(log_path: Path) -> float:
+    """Seconds of training iterations plus evaluations in ``log.jsonl``, in minutes. Iterations
+    logged twice (a run killed after a log line, resumed from an earlier checkpoint) count once."""
+    per_iter: dict[int, tuple[float, int]] = {}
+    evals: dict[int, float] = {}
+    last = 0
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "resume":
+            last = record["iter"]
+        elif record.get("event") == "train":
+            per_iter[record["iter"]] = (record["sec_per_iter"], record["iter"] - last)
+            last = record["iter"]
+        elif record.get("event") == "val":
+            evals[record["iter"]] = record.get("eval_seconds", 0.0)
+    return (sum(sec * n for sec, n in per_iter.values()) + sum(evals.values())) / 60
+
+
+def model_cost(config: Path, root: str) -> tuple[float, float]:
+    """(parameters in millions, GFLOPs of one 360x480 frame): whole-image for every model,
+    sliding windows of the training crop for CPNet, whose prior is tied to the crop."""
+    from contextseg.engine.builders import build_model
+    from contextseg.engine.config import load_config
+    from contextseg.engine.inference import inference
+
+    cfg = load_config(config, [f"data.root={root}"])
+    model = build_model(cfg, len(CLASSES)).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    x = torch.zeros(1, 3, *FRAME)
+    mode = "slide" if hasattr(model.decode_head, "prior_size") else "whole"
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        inference(model, x, mode=mode, crop_size=cfg.data.crop_size)
+    return params, counter.get_total_flops() / 1e9
+
+
+def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str]) -> dict:
+    work = out / model / f"seed{seed}"
+    result_path = work / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "contextseg", "train", str(recipe(model)), f"train.work_dir={work}", f"train.seed={seed}", f"data.root={root}", *overrides]
+    print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: {' '.join(command[2:])}", flush=True)
+    with open(work / "train.log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if code != 0:
+        raise SystemExit(f"{model} seed {seed} failed with exit code {code}; see {work / 'train.log'} (rerun the study to resume it)")
+    ckpt = torch.load(work / "last.pt", map_location="cpu", weights_only=True)
+    metrics = ckpt["metrics"]
+    params, gflops = model_cost(recipe(model), root)
+    result = {
+        "model": model,
+        "seed": seed,
+        "mIoU": metrics["mIoU"],
+        "mAcc": metrics["mAcc"],
+        "aAcc": metrics["aAcc"],
+        "IoU": metrics["IoU"],
+        "params_M": params,
+        "gflops_360x480": gflops,
+        "train_minutes": training_minutes(work / "log.jsonl"),
+        "iterations": ckpt["iteration"],
+    }
+    result_path.write_text(json.dumps(result, indent=1))
+    print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: mIoU {100 * result['mIoU']:.2f} in {result['train_minutes']:.1f} min", flush=True)
+    return result
+
+
+def _pct(values: list[float]) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "n/a"
+    mean = 100 * statistics.fmean(values)
+    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def table(results: list[dict]) -> str:
+    by_model: dict[str, list[dict]] = {}
+    for r in results:
+        by_model.setdefault(r["model"], []).append(r)
+    head = ["model", "seeds", "mIoU", "mAcc", "aAcc", *CLASSES, "params (M)", "GFLOPs 360x480", "train min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for model in [m for m in MODELS if m in by_model]:
+        runs = by_model[model]
+        row = [f"`{model}`", str(len(runs)), _pct([r["mIoU"] for r in runs]), _pct([r["mAcc"] for r in runs]), _pct([r["aAcc"] for r in runs])]
+        row += [_pct([r["IoU"][c] for r in runs]) for c in range(len(CLASSES))]
+        row += [f"{runs[0]['params_M']:.2f}", f"{runs[0]['gflops_360x480']:.1f}", f"{statistics.fmean(r['train_minutes'] for r in runs):.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "datasets" / "camvid"), help="CamVid root (train/, val/, trainannot/, valannot/)")
+    parser.add_argument("--out", default=str(REPO / "runs" / "camvid_study"), help="study folder (one work dir per run)")
+    parser.add_argument("--table-only", action="store_true", help="only tabulate the runs that have finished")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every recipe")
+    args = parser.parse_args()
+    out = Path(args.out)
+    results = []
+    for model in args.models:
+        for seed in args.seeds:
+            done = out / model / f"seed{seed}" / "result.json"
+            if args.table_only:
+                if done.is_file():
+                    results.append(json.loads(done.read_text()))
+            else:
+                results.append(run_one(model, seed, out, args.root, args.overrides))
+    text = table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
