@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.checkpoint import load_checkpoint
+from ..engine.checkpoint import load_checkpoint, nonfinite_tensors
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
 
@@ -45,7 +45,7 @@ def cmd_train(args) -> int:
             flush=True,
         )
     start = time.time()
-    train(cfg, progress=sys.stderr.isatty())  # progress bars on a terminal, plain log lines otherwise
+    train(cfg, progress=sys.stderr.isatty(), overwrite=args.overwrite)  # progress bars on a terminal, plain log lines otherwise
     if _is_rank0():
         print(f"done in {time.time() - start:.0f} s")
     return 0
@@ -82,11 +82,21 @@ def load_trained_model(path: str, device: torch.device, config: str | None = Non
 
     ckpt = load_checkpoint(path, map_location="cpu")
     cfg = _checkpoint_config(ckpt, path, config, overrides)
+    weights = ckpt.get("ema", ckpt.get("model"))  # the evaluated weights: the EMA when training kept one
+    if not isinstance(weights, dict):
+        raise ConfigError(f"checkpoint {path!r} holds no model weights")
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise ConfigError(f"checkpoint {path!r} holds non-finite weights ({', '.join(bad[:3])}): it comes from a diverged run and cannot be used")
     model_cfg = dict(cfg.model)
     model_cfg["pretrained_backbone"] = None  # the checkpoint holds every weight
     cfg.model = model_cfg
     model = build_model(cfg, len(ckpt["classes"]))
-    model.load_state_dict(ckpt.get("ema", ckpt["model"]))  # the evaluated weights: the EMA when training kept one
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"checkpoint {path!r} does not fit the {cfg.model['name']!r} model its config describes: {first}") from None
     return model.to(device).eval(), cfg, ckpt
 
 

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config; omit to train the embedded default")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_iters=20")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--overwrite", action="store_true", help="with train.resume=false, replace the checkpoints of another run in the work dir")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-class IoU/Acc, mIoU/mAcc/aAcc")
     p.add_argument("config", nargs="?", help="optional YAML whose data/evaluate sections replace the checkpoint's")
@@ -102,11 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return int(handler(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as exc:
         if os.environ.get("CONTEXTSEG_DEBUG"):
             raise
-        print(f"contextseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"contextseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # the trainer has already said where it stopped, when it did
+        if not str(exc):
+            print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (an OSError names its file)."""
+    if isinstance(exc, OSError) and exc.filename and not isinstance(exc, FileNotFoundError):
+        text = f"{exc.strerror or exc}: {exc.filename}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

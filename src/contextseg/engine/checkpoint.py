@@ -11,15 +11,43 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume"]
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries"]
+
+
+def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Dotted names of every floating tensor in ``state`` (nested dicts, lists, tuples) that holds
+    a NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        return [prefix or "<tensor>"] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [n for k, v in state.items() for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(state, (list, tuple)):
+        return [n for i, v in enumerate(state) for n in nonfinite_tensors(v, f"{prefix}[{i}]")]
+    return []
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the ``.NAME.pt.*.tmp`` files a process killed while saving left in ``folder``."""
+    removed = []
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
     A crash mid-write leaves the previous checkpoint intact; readers never see a partial file.
+    Weights that hold NaN or infinity are never written: ``FloatingPointError`` names them.
     """
     path = Path(path)
+    bad = nonfinite_tensors({k: state[k] for k in ("model", "ema", "optimizer") if k in state})
+    if bad:
+        raise FloatingPointError(
+            f"refusing to save {path} at iteration {state.get('iteration', '?')}: non-finite values in "
+            f"{', '.join(bad[:3])}{f' and {len(bad) - 3} more tensors' if len(bad) > 3 else ''}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -43,10 +71,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         from safetensors.torch import load_file
 
         return {"model": load_file(str(path), device=str(map_location))}
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: the file is empty")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-checkpoint files
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {reason[:300]}") from exc
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{str(path)!r} is not a contextseg checkpoint: it holds a {type(ckpt).__name__}, not a dict with model weights")
+    return ckpt
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -107,6 +107,7 @@ class TrainConfig:
     seed: int = 0
     log_interval: int = 10
     eval_interval: int = 4000
+    checkpoint_interval: int = 500  # last.pt every this many iterations, and at every evaluation
     work_dir: str | None = None  # None = runs/<config name>
     resume: str | bool | None = "auto"  # auto | false | path to a checkpoint
 
@@ -214,7 +215,7 @@ def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) ->
         raise ConfigError(f"{source}: train.precision must be fp32, bf16 or fp16, got {train.precision!r}")
     if ev.mode not in ("whole", "slide"):
         raise ConfigError(f"{source}: evaluate.mode must be 'whole' or 'slide', got {ev.mode!r}")
-    for key in ("max_iters", "batch_size", "accumulate_steps", "log_interval", "eval_interval"):
+    for key in ("max_iters", "batch_size", "accumulate_steps", "log_interval", "eval_interval", "checkpoint_interval"):
         if int(getattr(train, key)) < 1:
             raise ConfigError(f"{source}: train.{key} must be >= 1, got {getattr(train, key)!r}")
     if not ev.scales or any(float(s) <= 0 for s in ev.scales):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,7 +19,16 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, train_transform
-from .checkpoint import find_resume, load_checkpoint, model_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    find_resume,
+    load_checkpoint,
+    model_state,
+    nonfinite_tensors,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import Config, ConfigError
 from .distributed import (
     barrier,
@@ -31,7 +41,7 @@ from .distributed import (
 )
 from .evaluate import evaluate, format_results
 from .optim import build_optimizer, build_scheduler
-from .sampler import InfiniteSampler
+from .sampler import InfiniteSampler, SeededDraws
 
 __all__ = ["Trainer", "train"]
 
@@ -39,12 +49,20 @@ __all__ = ["Trainer", "train"]
 class Trainer:
     """Trains ``cfg`` from scratch or from ``work_dir/last.pt`` (``train.resume: auto``).
 
-    Only rank 0 writes files: ``last.pt`` (every evaluation and at the end), ``best.pt`` (best
-    mIoU), ``config.yaml``, ``log.jsonl`` (one JSON object per logged iteration or evaluation) and
-    TensorBoard scalars under ``tb/`` when the ``tensorboard`` package is installed.
+    Only rank 0 writes files: ``last.pt`` (every ``checkpoint_interval`` iterations, every
+    evaluation, at the end, and on SIGINT/SIGTERM), ``best.pt`` (best mIoU), ``config.yaml``,
+    ``log.jsonl`` (one JSON object per logged iteration or evaluation) and TensorBoard scalars
+    under ``tb/`` when the ``tensorboard`` package is installed.
+
+    Resuming is exact: the sampler's position, each draw's augmentation seed (see
+    :class:`~contextseg.engine.sampler.SeededDraws`), the global RNG (dropout), optimizer,
+    scheduler, EMA and scaler states all come back, so a run killed at any point and resumed ends
+    with the same weights as one that was never stopped. Weights that turn non-finite stop the run
+    at that iteration and are never saved. ``overwrite=False`` refuses to start afresh
+    (``train.resume: false``) in a work dir that holds another run's checkpoints.
     """
 
-    def __init__(self, cfg: Config, progress: bool = True) -> None:
+    def __init__(self, cfg: Config, progress: bool = True, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.progress = progress
         tc = cfg.train
@@ -86,7 +104,13 @@ class Trainer:
         self.best_miou = -1.0
         self.last_results: dict | None = None
         self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
+        self._resume_rng = None  # restored once the data iterator exists (creating it draws from the RNG)
+        self._stop_signal: int | None = None
+        if is_main_process() and self.work_dir.is_dir():  # a kill while saving leaves .last.pt.*.tmp files
+            remove_stale_temporaries(self.work_dir)
         resume = find_resume(self.work_dir, tc.resume)
+        if resume is None and not overwrite:
+            _refuse_to_overwrite(self.work_dir)
         if resume is not None:
             self._load(resume)
         self.ddp = (
@@ -106,16 +130,30 @@ class Trainer:
             "iteration": self.iteration,
             "best_miou": self.best_miou,
             "metrics": self.last_results,
-            "rng": rng_state(),
+            "rng": self._rng_states(),
             "config": self.cfg.to_dict(),
             "classes": self.classes,
             "palette": self.palette,
             "base_size": list(self.val_set.transforms.base_size) if getattr(self.val_set.transforms, "base_size", None) else None,
         }
 
+    def _rng_states(self) -> list:
+        """Every rank's RNG state (dropout differs per rank), gathered to rank 0."""
+        state = rng_state()
+        if not self.distributed:
+            return [state]
+        states: list = [None] * self.world_size
+        torch.distributed.all_gather_object(states, state)
+        return states
+
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(ckpt["model"])
+        _check_same_model(ckpt, self.cfg, path, self.model.num_classes)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise ConfigError(f"cannot resume from {path}: its weights do not fit the model of this config ({first})") from None
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -125,8 +163,12 @@ class Trainer:
         self.iteration = int(ckpt["iteration"])
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         self.last_results = ckpt.get("metrics")
-        if "rng" in ckpt and self.world_size == 1:
-            set_rng_state(ckpt["rng"])
+        states = ckpt.get("rng")
+        states = [states] if isinstance(states, dict) else states  # checkpoints before per-rank states
+        if states and len(states) == self.world_size:
+            self._resume_rng = states[self.rank]
+        if is_main_process():
+            _truncate_log(self.work_dir / "log.jsonl", self.iteration)
         self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
         if is_main_process():
             print(f"resumed from {path} at iteration {self.iteration}")
@@ -161,17 +203,22 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             (self.work_dir / "config.yaml").write_text(self.cfg.dump())
             self._open_tensorboard()
+        drawn = self.iteration * self.batch_per_rank * tc.accumulate_steps  # samples this rank has drawn
         loader = DataLoader(
-            self.train_set,
+            SeededDraws(self.train_set, tc.seed),
             batch_size=self.batch_per_rank,
-            sampler=InfiniteSampler(len(self.train_set), True, tc.seed, self.rank, self.world_size, start=self.iteration * self.batch_per_rank),
+            sampler=InfiniteSampler(len(self.train_set), True, tc.seed, self.rank, self.world_size, start=drawn, numbered=True),
             num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=True,
             persistent_workers=False,
         )
         batches = iter(loader)
+        if self._resume_rng is not None:  # after iter(): creating the iterator draws a base seed
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
         self.model.train()
+        handlers = self._catch_stop_signals()
         bar = tqdm(total=tc.max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, disable=not (self.progress and is_main_process()))
         running: dict[str, float] = {}
         seen = 0
@@ -195,7 +242,18 @@ class Trainer:
                 running, seen, t0 = {}, 0, time.time()
             if self.iteration % tc.eval_interval == 0 or self.iteration == tc.max_iters:
                 self._evaluate_and_save()
+            elif self.iteration % tc.checkpoint_interval == 0:
+                self._save()
+            if self._stop_signal is not None:
+                break
         bar.close()
+        self._restore_signals(handlers)
+        if self._stop_signal is not None:
+            self._save()
+            name = signal.Signals(self._stop_signal).name
+            if is_main_process():
+                print(f"{name}: stopped at iteration {self.iteration}; saved {self.work_dir / 'last.pt'} (run the same command again to resume)", flush=True)
+            raise KeyboardInterrupt(name)
         if self._tb is not None:
             self._tb.close()
         if self.last_results is None:  # resumed a finished run
@@ -240,6 +298,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self._check_finite_weights()
         if self.ema is not None:
             self.ema.update(self.model, step=self.iteration + 1)
         if self.distributed:
@@ -247,6 +306,46 @@ class Trainer:
             total /= self.world_size
         _lap(clock, "step", tick)
         return dict(zip(losses.keys(), total.tolist()))
+
+    def _check_finite_weights(self) -> None:
+        """Stop at the step that made a weight or a BN statistic NaN or infinite (one vector norm
+        per tensor, a few ms); nothing of it is ever saved."""
+        tensors = [t for t in (*self.model.parameters(), *self.model.buffers()) if t.is_floating_point()]
+        if bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()):
+            return
+        bad = nonfinite_tensors(self.model.state_dict())
+        raise FloatingPointError(
+            f"the weights became non-finite at iteration {self.iteration + 1} (in {', '.join(bad[:3])}"
+            f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}); the run diverged: lower train.lr"
+            + (" or use precision fp32" if self.cfg.train.precision != "fp32" else "")
+            + f"; {self.work_dir / 'last.pt'} keeps the last good state"
+        )
+
+    def _save(self, best: bool = False) -> None:
+        """Write ``last.pt`` (and ``best.pt``) on rank 0; every rank takes part in gathering RNG states."""
+        state = self.state()
+        if is_main_process():
+            save_checkpoint(state, self.work_dir / "last.pt")
+            if best:
+                save_checkpoint(state, self.work_dir / "best.pt")
+
+    def _catch_stop_signals(self) -> dict:
+        """SIGINT (Ctrl-C) and SIGTERM finish the current step, save ``last.pt`` and stop."""
+        def stop(signum, frame):
+            self._stop_signal = signum
+
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, stop)
+            except ValueError:  # not the main thread: leave the handlers alone
+                pass
+        return handlers
+
+    @staticmethod
+    def _restore_signals(handlers: dict) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
     def _evaluate_and_save(self) -> None:
         evaluated = self.ema.module if self.ema is not None else self.model
@@ -270,11 +369,8 @@ class Trainer:
         improved = not math.isnan(results["mIoU"]) and results["mIoU"] > self.best_miou
         if improved:
             self.best_miou = results["mIoU"]
+        self._save(best=improved)
         if is_main_process():
-            state = self.state()
-            save_checkpoint(state, self.work_dir / "last.pt")
-            if improved:
-                save_checkpoint(state, self.work_dir / "best.pt")
             tqdm.write(f"iter {self.iteration}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}")
         barrier()
 
@@ -286,15 +382,55 @@ def _lap(clock: dict[str, float], phase: str, since: float) -> float:
     return now
 
 
+def _refuse_to_overwrite(work_dir: Path) -> None:
+    """A fresh run must not silently replace another run's checkpoints."""
+    existing = [work_dir / name for name in ("last.pt", "best.pt") if (work_dir / name).is_file()]
+    if existing:
+        raise ConfigError(
+            f"work dir {work_dir} holds checkpoints of another run ({', '.join(p.name for p in existing)}) and "
+            "train.resume is off: resume it (train.resume=auto), choose another train.work_dir, or pass --overwrite"
+        )
+
+
+def _check_same_model(ckpt: dict, cfg: Config, path: Path, num_classes: int) -> None:
+    """A checkpoint of another model or class count is a clear error naming both."""
+    theirs = (ckpt.get("config") or {}).get("model", {}).get("name")
+    their_classes = len(ckpt["classes"]) if "classes" in ckpt else None
+    ours = cfg.model["name"]
+    if theirs is not None and theirs != ours:
+        raise ConfigError(f"cannot resume from {path}: it holds a {theirs!r} model but the config trains {ours!r}; choose another train.work_dir or train.resume=false with --overwrite")
+    if their_classes is not None and their_classes != num_classes:
+        raise ConfigError(f"cannot resume from {path}: it was trained on {their_classes} classes but the dataset has {num_classes}")
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop the records a killed run logged past the checkpoint it resumes from (atomic rewrite)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if _record_iter(line) <= iteration]
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+
+
+def _record_iter(line: str) -> int:
+    try:
+        return int(json.loads(line).get("iter", 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, progress: bool = True) -> dict:
+def train(cfg: Config, progress: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg`` and print the final per-class table (rank 0). Returns the final results."""
-    trainer = Trainer(cfg, progress=progress)
+    trainer = Trainer(cfg, progress=progress, overwrite=overwrite)
     try:
         results = trainer.fit()
         if is_main_process():

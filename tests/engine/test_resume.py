@@ -1,0 +1,108 @@
+"""Exact resume through the CLI: a real process killed with SIGKILL (or stopped with SIGTERM)
+mid-run and started again ends with the same weights, bit for bit, as a run never stopped, with
+augmentation and dropout on."""
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+CONFIG = {
+    "name": "resume",
+    "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "aux_channels": 8, "dropout": 0.3},
+    "data": {"name": "synthetic", "kwargs": {"size": [48, 64], "length": 12}, "val_split": "val", "crop_size": [32, 48],
+             "ratio_range": [0.5, 2.0], "flip_prob": 0.5, "photometric": True, "num_workers": 0},
+    "train": {"max_iters": 10, "batch_size": 4, "lr": 0.02, "optimizer": "adamw", "log_interval": 1, "eval_interval": 10,
+              "checkpoint_interval": 2, "seed": 3},
+}
+
+
+def write_config(tmp_path, **data):
+    cfg = copy.deepcopy(CONFIG)
+    cfg["data"].update(data)
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def command(config, work):
+    return [sys.executable, "-m", "contextseg", "train", str(config), f"train.work_dir={work}"]
+
+
+def logged_iters(work):
+    log = work / "log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line)["iter"] for line in log.read_text().splitlines() if json.loads(line)["event"] == "train"]
+
+
+def run_until(config, work, iteration, sig):
+    """Start a training process and send it ``sig`` once it has logged ``iteration``."""
+    proc = subprocess.Popen(command(config, work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(i >= iteration for i in logged_iters(work)):
+            proc.send_signal(sig)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out
+
+
+def final_weights(work):
+    return torch.load(work / "last.pt", weights_only=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigkill_mid_run_then_resume_gives_identical_weights(tmp_path, workers):
+    config = write_config(tmp_path, num_workers=workers)
+    straight = tmp_path / "straight"
+    subprocess.run(command(config, straight), check=True, capture_output=True)
+    reference = final_weights(straight)
+
+    killed = tmp_path / "killed"
+    code, _ = run_until(config, killed, 5, signal.SIGKILL)  # after the checkpoint at iteration 4
+    assert code == -signal.SIGKILL
+    assert torch.load(killed / "last.pt", weights_only=True)["iteration"] in (4, 6)
+    subprocess.run(command(config, killed), check=True, capture_output=True)  # train.resume: auto
+    resumed = final_weights(killed)
+    assert resumed["iteration"] == reference["iteration"] == 10
+    for key, value in reference["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    # the killed run's iterations past its checkpoint were dropped from the log: each once
+    iters = logged_iters(killed)
+    assert iters == sorted(set(iters)) == list(range(1, 11))
+    assert not list(killed.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_current_iteration_and_says_so(tmp_path):
+    config = write_config(tmp_path)
+    work = tmp_path / "run"
+    code, out = run_until(config, work, 3, signal.SIGTERM)
+    assert code == 130
+    saved = torch.load(work / "last.pt", weights_only=True)["iteration"]
+    assert saved == max(logged_iters(work)) >= 3
+    assert f"SIGTERM: stopped at iteration {saved}; saved" in out and "Traceback" not in out
+
+
+def test_stale_temporaries_are_removed_and_a_fresh_run_does_not_overwrite(tmp_path):
+    from contextseg.engine.config import Config, ConfigError
+    from contextseg.engine.trainer import Trainer
+
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / ".last.pt.abc123.tmp").write_bytes(b"x" * 100)
+    (work / "last.pt").write_bytes(b"another run")
+    raw = {**CONFIG, "train": {**CONFIG["train"], "work_dir": str(work), "resume": False}}
+    with pytest.raises(ConfigError, match="holds checkpoints of another run.*--overwrite"):
+        Trainer(Config.from_dict(raw), progress=False)
+    assert not (work / ".last.pt.abc123.tmp").exists() and (work / "last.pt").read_bytes() == b"another run"
+    Trainer(Config.from_dict(raw), progress=False, overwrite=True)  # allowed when asked for
