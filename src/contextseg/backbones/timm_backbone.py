@@ -106,7 +106,13 @@ def load_backbone_weights(module: nn.Module, path: str | os.PathLike) -> None:
         raise ValueError(f"pretrained_backbone: {str(path)!r} should end in one of {', '.join(_WEIGHT_SUFFIXES)}")
     from timm.models import load_state_dict
 
-    state = load_state_dict(str(path), weights_only=True)
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception as exc:  # a pickle with code, a truncated or foreign file
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(f"pretrained_backbone: cannot read {str(path)!r} as a state dict of tensors ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"pretrained_backbone: {str(path)!r} is not a state dict of tensors")
     own = module.state_dict()
     for prefix in _STRIP_PREFIXES:
         if not any(k in own for k in state) and any(k.startswith(prefix) for k in state):

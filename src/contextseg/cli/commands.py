@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.checkpoint import load_checkpoint, nonfinite_tensors
+from ..engine.checkpoint import ensure_writable_folder, load_checkpoint, nonfinite_tensors
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
 
@@ -105,12 +105,21 @@ def cmd_eval(args) -> int:
     from ..engine.distributed import resolve_device
     from ..engine.evaluate import evaluate, format_results
 
+    if args.json_path:  # before the evaluation, not after it
+        json_path = Path(args.json_path)
+        if json_path.is_dir():
+            raise ConfigError(f"--json {args.json_path!r} is a folder; give a file path such as results.json")
+        ensure_writable_folder(json_path.parent, "--json")
     device = resolve_device(args.device)
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     model, cfg, ckpt = load_trained_model(args.checkpoint, device, config, overrides + _inference_overrides(args))
     dataset = build_eval_dataset(cfg, args.split, with_positions=False)
     if list(dataset.classes) != list(ckpt["classes"]):
-        raise ConfigError(f"dataset {cfg.data.name!r} has classes {list(dataset.classes)[:5]}... but the checkpoint was trained on {ckpt['classes'][:5]}...")
+        ours, theirs = list(dataset.classes), list(ckpt["classes"])
+        raise ConfigError(
+            f"dataset {cfg.data.name!r} has {len(ours)} classes ({', '.join(ours[:4])}{', ...' if len(ours) > 4 else ''}) but checkpoint "
+            f"{args.checkpoint!r} was trained on {len(theirs)} classes ({', '.join(theirs[:4])}{', ...' if len(theirs) > 4 else ''})"
+        )
     ev = cfg.evaluate
     print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images), mode {ev.mode}, scales {ev.scales}, flip {ev.flip}")
     results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision))
@@ -122,54 +131,104 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _collect_images(inputs: list[str]) -> list[Path]:
+def _collect_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """``(image, path relative to the inputs' common folder)`` for every image of ``inputs``
+    (files, or folders searched recursively), so that outputs can mirror the input tree."""
     files: list[Path] = []
+    roots: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            roots.append(path.resolve())
         elif path.is_file():
             files.append(path)
+            roots.append(path.resolve().parent)
         else:
             raise FileNotFoundError(f"input {item!r} is neither an image file nor a folder")
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {inputs}")
-    return files
+    base = Path(os.path.commonpath(roots))
+    pairs, seen = [], set()
+    for f in files:
+        rel = f.resolve().relative_to(base)
+        if rel not in seen:  # the same file named twice (a file and its folder) is predicted once
+            seen.add(rel)
+            pairs.append((f, rel))
+    return pairs
+
+
+def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[str], overwrite: bool) -> list[tuple[Path, Path, Path]]:
+    """``(image, label PNG, overlay PNG)`` per image, refusing anything that could lose data:
+    an output folder inside an input folder, an output that is an input, two images that would
+    write the same file, or existing files without ``overwrite``."""
+    out_resolved = out.resolve()
+    for item in inputs:
+        folder = Path(item).resolve()
+        if Path(item).is_dir() and (out_resolved == folder or folder in out_resolved.parents):
+            raise ConfigError(f"--out {str(out)!r} lies inside the input folder {item!r}: predictions would mix with (or overwrite) the inputs; choose a folder outside them")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    targets, written = [], {}
+    for image, rel in pairs:
+        label = out / rel.parent / f"{rel.stem}.png"
+        overlay = out / rel.parent / f"{rel.stem}_overlay.png"
+        for target in (label, overlay):
+            if target.resolve() in written:
+                raise ConfigError(f"{image} and {written[target.resolve()]} would both write {target}; rename one of them or predict them separately")
+            written[target.resolve()] = image
+        targets.append((image, label, overlay))
+    inputs_resolved = {image.resolve() for image, _ in pairs}
+    clash = [t for t in written if t in inputs_resolved]
+    if clash:
+        raise ConfigError(f"predicting would overwrite the input {clash[0]}; choose another --out")
+    existing = [t for t in written if t.exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; pass --overwrite to replace them or choose another --out")
+    return targets
 
 
 def cmd_predict(args) -> int:
     from PIL import Image
 
     from ..data import colorize
-    from ..data.base import read_image
+    from ..data.base import DatasetError, read_image
     from ..data.transforms import EvalTransform
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
     from ..engine.inference import inference
 
+    out = Path(args.out)
+    targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
+    ensure_writable_folder(out, "--out")
     device = resolve_device(args.device)
     model, cfg, ckpt = load_trained_model(args.checkpoint, device, None, _inference_overrides(args))
     palette = [tuple(c) for c in ckpt["palette"]]
     base = tuple(cfg.data.base_size) if cfg.data.base_size else ckpt.get("base_size")
     transform = EvalTransform(base_size=tuple(base) if base else None)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     ev = cfg.evaluate
     ctx = autocast_context(device, cfg.train.precision)
-    files = _collect_images(args.inputs)
-    for path in files:
-        rgb = read_image(path)
+    done, failed = 0, []
+    for path, label_path, overlay_path in targets:
+        try:
+            rgb = read_image(path)
+        except DatasetError as exc:
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            failed.append(path)
+            continue
         image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
         sample = transform(image, torch.zeros(rgb.shape[:2], dtype=torch.int64))
         with ctx():
             probs = inference(model, sample["image"][None].to(device), mode=ev.mode, crop_size=ev.crop_size or cfg.data.crop_size, stride=ev.stride, scales=ev.scales, flip=ev.flip, out_size=rgb.shape[:2])
         labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
-        Image.fromarray(labels).save(out / f"{path.stem}.png")
+        label_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(labels).save(label_path)
         colour = colorize(labels, palette).astype(np.float32)
         overlay = (1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour
-        Image.fromarray(overlay.round().clip(0, 255).astype(np.uint8)).save(out / f"{path.stem}_overlay.png")
-    print(f"wrote {len(files)} label PNGs and overlays to {out}")
-    return 0
+        Image.fromarray(overlay.round().clip(0, 255).astype(np.uint8)).save(overlay_path)
+        done += 1
+    print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
+    return 1 if failed else 0
 
 
 # -- models -----------------------------------------------------------------------------------

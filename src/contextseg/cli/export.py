@@ -8,13 +8,23 @@ import torch
 
 
 def run_export(args) -> int:
+    from ..engine.checkpoint import ensure_writable_folder
     from .commands import load_trained_model
 
     model, cfg, _ = load_trained_model(args.checkpoint, torch.device("cpu"))
     size = tuple(args.size) if args.size else tuple(cfg.data.crop_size)
-    dummy = torch.randn(1, 3, *size)
+    prior = getattr(model.decode_head, "prior_size", None)
+    if prior is not None and args.size and tuple(-(-s // model.backbone.output_stride) for s in size) != tuple(prior):
+        crop = tuple(cfg.data.crop_size)
+        raise ValueError(
+            f"--size {size[0]} {size[1]}: CPNet's prior is tied to its training crop ({prior[0]}x{prior[1]} features); "
+            f"export at the crop size, --size {crop[0]} {crop[1]}, and run larger images in windows of it"
+        )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a folder; give a file path such as model.onnx")
+    ensure_writable_folder(out.parent, "--out")
+    dummy = torch.randn(1, 3, *size)
     try:
         torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=["logits"], opset_version=args.opset, dynamo=True, external_data=False)
     except ImportError as exc:

@@ -13,10 +13,14 @@ __all__ = ["main", "build_parser"]
 
 
 def _floats(text: str) -> list[float]:
+    """Test-time scales: comma-separated numbers in (0, 8]."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1.0,1.5, got {text!r}") from None
+    if not values or not all(0 < v <= 8 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, 8] like 0.5,1.0,1.5, got {text!r}")
+    return values
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     _add_inference_options(p)
 
     p = sub.add_parser("models", help="list model names with parameter counts and descriptions")
@@ -94,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options (contextseg eval CONFIG --checkpoint X data.root=...)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.parse_args(argv)  # argparse's own "unrecognized arguments" error (exit 2)
     if args.command is None:
         parser.print_help()
         return 0

@@ -11,7 +11,22 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries"]
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries", "ensure_writable_folder"]
+
+
+def ensure_writable_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` and prove that a file can be written in it, before any slow work; a
+    ``ValueError`` naming ``what`` (the option or key) otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".contextseg-", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+    return folder
 
 
 def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, train_transform
 from .checkpoint import (
+    ensure_writable_folder,
     find_resume,
     load_checkpoint,
     model_state,
@@ -106,8 +107,9 @@ class Trainer:
         self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
         self._resume_rng = None  # restored once the data iterator exists (creating it draws from the RNG)
         self._stop_signal: int | None = None
-        if is_main_process() and self.work_dir.is_dir():  # a kill while saving leaves .last.pt.*.tmp files
-            remove_stale_temporaries(self.work_dir)
+        if is_main_process():
+            ensure_writable_folder(self.work_dir, "train.work_dir")
+            remove_stale_temporaries(self.work_dir)  # a kill while saving leaves .last.pt.*.tmp files
         resume = find_resume(self.work_dir, tc.resume)
         if resume is None and not overwrite:
             _refuse_to_overwrite(self.work_dir)

@@ -1,0 +1,185 @@
+"""Bad input, as a hostile but ordinary user gives it, through the real command line.
+
+Every case runs ``contextseg ...`` in a subprocess and checks the exit code, that the message
+names the culprit, that there is no traceback, and that no input or checkpoint changed (hashes
+before and after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+TINY = {
+    "name": "tiny",
+    "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 8, "aux_channels": 8},
+    "data": {"name": "synthetic", "kwargs": {"size": [32, 48], "length": 4}, "val_split": "val", "crop_size": [32, 48], "num_workers": 0},
+    "train": {"max_iters": 1, "batch_size": 2, "lr": 0.01, "eval_interval": 1, "log_interval": 1},
+}
+
+
+def cli(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "contextseg", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def digest(paths) -> dict:
+    out = {}
+    for path in paths:
+        path = Path(path)
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny trained checkpoint (fcn) and one of another model (cpnet), plus a few photos."""
+    root = tmp_path_factory.mktemp("world")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    code, out = cli("train", config, f"train.work_dir={root / 'run'}")
+    assert code == 0, out
+    other = dict(TINY, model={"name": "cpnet", "backbone": "resnet18d", "output_stride": 32, "channels": 8, "prior_channels": 8, "aux_channels": 8})
+    other_config = root / "other.yaml"
+    other_config.write_text(yaml.safe_dump(other))
+    code, out = cli("train", other_config, f"train.work_dir={root / 'other'}")
+    assert code == 0, out
+    photos = root / "photos"
+    for sub in ("a", "b"):
+        (photos / sub).mkdir(parents=True)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(photos / sub / "frame.png")
+    return {"root": root, "config": config, "ckpt": root / "run" / "last.pt", "cpnet": root / "other" / "last.pt", "photos": photos}
+
+
+def check(code, out, expected_code, *names):
+    assert code == expected_code, out
+    assert "Traceback" not in out, out
+    for name in names:
+        assert str(name) in out, (name, out)
+
+
+# -- predict never destroys data -----------------------------------------------------------------
+def test_predict_refuses_an_output_inside_the_input_folder(world):
+    before = digest([world["photos"], world["ckpt"]])
+    for out in (world["photos"], world["photos"] / "a", world["photos"] / "preds"):
+        code, text = cli("predict", world["photos"], "--checkpoint", world["ckpt"], "--out", out)
+        check(code, text, 2, "inside the input folder")
+    assert digest([world["photos"], world["ckpt"]]) == before
+
+
+def test_predict_mirrors_folders_counts_and_never_overwrites(world, tmp_path):
+    a, b = world["photos"] / "a" / "frame.png", world["photos"] / "b" / "frame.png"
+    code, text = cli("predict", a, b, "--checkpoint", world["ckpt"], "--out", tmp_path / "out")
+    check(code, text, 0, "wrote 2 label PNG(s)")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "a/frame.png", "a/frame_overlay.png", "b/frame.png", "b/frame_overlay.png"]
+    before = digest([tmp_path / "out"])
+    code, text = cli("predict", a, b, "--checkpoint", world["ckpt"], "--out", tmp_path / "out")
+    check(code, text, 2, "exist already", "--overwrite")
+    assert digest([tmp_path / "out"]) == before
+    code, text = cli("predict", a, b, "--checkpoint", world["ckpt"], "--out", tmp_path / "out", "--overwrite")
+    check(code, text, 0, "wrote 2")
+
+
+def test_predict_skips_an_unreadable_image_and_reports_it(world, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(inputs / "good.png")
+    (inputs / "broken.png").write_bytes(b"not a png at all")
+    code, text = cli("predict", inputs, "--checkpoint", world["ckpt"], "--out", tmp_path / "out")
+    check(code, text, 1, "skipped", "broken.png", "wrote 1 label PNG(s)", "1 image(s) failed")
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "broken.png").exists()
+
+
+# -- one clear line, exit 2, for each of these ---------------------------------------------------
+CASES = {
+    "out_is_a_file": (lambda w, t: ["predict", w["photos"], "--checkpoint", w["ckpt"], "--out", _file(t / "f")], ["--out", "not a folder"]),
+    "json_is_a_folder": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--json", t], ["--json", "is a folder"]),
+    "json_not_writable": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--json", _file(t / "f") / "r.json"], ["--json", "is a file"]),
+    "work_dir_is_a_file": (lambda w, t: ["train", w["config"], f"train.work_dir={_file(t / 'f')}"], ["train.work_dir", "is a file"]),
+    "device_cuda_without_cuda": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--device", "cuda"], ["'cuda'", "CUDA is not available"]),
+    "pickle_as_pretrained_backbone": (lambda w, t: ["train", w["config"], f"model.pretrained_backbone={_pickle(t / 'evil.pth')}", f"train.work_dir={t / 'r'}"], ["pretrained_backbone", "evil.pth"]),
+    "corrupt_pretrained_backbone": (lambda w, t: ["train", w["config"], f"model.pretrained_backbone={_bytes(t / 'bad.pth')}", f"train.work_dir={t / 'r'}"], ["pretrained_backbone", "bad.pth"]),
+    "scales_huge": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--scales", "1e9"], ["--scales", "1e9"]),
+    "scales_empty": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--scales", ","], ["--scales"]),
+    "empty_checkpoint": (lambda w, t: ["eval", "--checkpoint", _bytes(t / "empty.pt", b"")], ["empty.pt", "the file is empty"]),
+    "cpnet_export_at_another_size": (lambda w, t: ["export", "--checkpoint", w["cpnet"], "--out", t / "m.onnx", "--size", "64", "64"], ["--size 32 48", "prior"]),
+    "resume_into_another_model": (lambda w, t: ["train", w["config"], f"train.work_dir={_copy(w['cpnet'], t / 'run')}"], ["'cpnet'", "'fcn'"]),
+    "fresh_run_over_another_run": (lambda w, t: ["train", w["config"], f"train.work_dir={_copy(w['cpnet'], t / 'run')}", "train.resume=false"], ["holds checkpoints of another run", "--overwrite"]),
+    "another_class_count": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "data.name=folder", f"data.root={_folder_dataset(t / 'ds')}", "data.kwargs={}"], ["3 classes", "9 classes"]),
+}
+
+
+def _folder_dataset(root: Path) -> Path:
+    """A valid 3-class dataset in the folder layout."""
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(root / "images" / split / "x.png")
+        Image.fromarray(np.ones((32, 48), np.uint8)).save(root / "masks" / split / "x.png")
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    return root
+
+
+def _file(path: Path) -> Path:
+    path.write_text("a file")
+    return path
+
+
+def _bytes(path: Path, data: bytes = b"\x80\x04garbage") -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _pickle(path: Path) -> Path:
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    path.write_bytes(pickle.dumps({"weight": Evil()}))
+    return path
+
+
+def _copy(ckpt: Path, work: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "last.pt").write_bytes(Path(ckpt).read_bytes())
+    return work
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_clear_line(world, tmp_path, case):
+    make_args, names = CASES[case]
+    args = make_args(world, tmp_path)
+    watched = [world["ckpt"], world["cpnet"], world["photos"]] + [a for a in args if isinstance(a, Path) and a.exists()]
+    before = digest(watched)
+    code, out = cli(*args)
+    check(code, out, 2, *names)
+    assert "code ran" not in out
+    assert len([line for line in out.splitlines() if "error" in line]) == 1, out
+    assert digest(watched) == before
+
+
+def test_overrides_after_the_checkpoint_option_are_accepted(world, tmp_path):
+    code, out = cli("eval", world["config"], "--checkpoint", world["ckpt"], "data.kwargs.length=2", "--json", tmp_path / "r.json")
+    check(code, out, 0, "mIoU")
+    assert "(2 images)" in out
+
+
+def test_diverged_training_is_stopped_and_never_saved(world, tmp_path):
+    code, out = cli("train", world["config"], "train.lr=1e6", "train.optimizer=sgd", "train.max_iters=6", f"train.work_dir={tmp_path / 'run'}")
+    check(code, out, 2, "non-finite", "iteration", "lower train.lr")
+    assert "fp32" not in out  # the run already is fp32
+    last = tmp_path / "run" / "last.pt"
+    assert not last.exists() or all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values() if v.is_floating_point())
