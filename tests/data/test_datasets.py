@@ -11,7 +11,7 @@ from contextseg.data.palettes import CITYSCAPES_ID_TO_TRAINID
 
 from .conftest import ramp_mask, write_image, write_mask
 
-CAMVID_ROOT = Path("/work/shared/datasets/camvid")
+CAMVID_ROOT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"  # ../shared beside the repo
 
 
 # -- fixtures in the real layouts ---------------------------------------------------------------------
@@ -240,8 +240,33 @@ def test_check_lists_every_problem(tmp_path):
     assert any("no samples" in p for p in check_dataset("camvid", empty))
 
 
+def test_orphan_masks_are_reported_and_shared_problems_once(tmp_path):
+    root = make_folder(tmp_path / "ds")
+    write_mask(root / "masks" / "train" / "lonely.png", ramp_mask(5, 6, [0, 1]))
+    problems = check_dataset("folder", root)
+    assert problems == [f"mask {root / 'masks' / 'train' / 'lonely.png'} has no image (no image of the 'train' split maps to it)"]
+    build_dataset("folder", root, "train")  # training is not refused for an unused mask
+    (root / "classes.txt").unlink()  # a problem of every split is listed once
+    problems = check_dataset("folder", root)
+    assert len(problems) == 1 and "classes.txt" in problems[0]
+
+
+def test_sixteen_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from contextseg.data.base import read_image
+
+    values = np.array([[0, 257, 32896], [65535, 1000, 50000]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = read_image(tmp_path / "g16.png")
+    expected = np.round(values / 257).astype(np.uint8)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    assert np.array_equal(rgb[..., 0], expected) and np.array_equal(rgb[..., 2], expected)
+
+
 # -- the real CamVid -----------------------------------------------------------------------------------
-@pytest.mark.skipif(not CAMVID_ROOT.is_dir(), reason="real CamVid not found at /work/shared/datasets/camvid")
+@pytest.mark.skipif(not CAMVID_ROOT.is_dir(), reason="real CamVid not found in ../shared/datasets/camvid")
 def test_real_camvid():
     train = build_dataset("camvid", CAMVID_ROOT, "train")
     val = build_dataset("camvid", CAMVID_ROOT, "val")

@@ -68,7 +68,7 @@ def check_dataset(name: str, root, split: str | None = None, **kwargs) -> list[s
         if len(dataset) == 0 and not dataset.problems:
             problems.append(f"{name} split {s!r} under {dataset.root} has no samples; expected layout: {cls.layout}")
         problems += dataset.check()
-    return problems
+    return list(dict.fromkeys(problems))  # a problem shared by every split (classes.txt) once
 
 
 __all__ = [

@@ -49,7 +49,7 @@ class ADE20KDataset(FileSegmentationDataset):
         image_dir = self.root / "images" / sub
         mask_dir = self.root / "annotations" / sub
         if self.require_dir(image_dir, "image") and self.require_dir(mask_dir, "annotation"):
-            self.pair_images_with_masks(image_dir.glob("*.jpg"), lambda p: mask_dir / f"{p.stem}.png")
+            self.pair_images_with_masks(image_dir.glob("*.jpg"), lambda p: mask_dir / f"{p.stem}.png", mask_dir.glob("*.png"))
 
     def label_table(self) -> np.ndarray:
         table = np.arange(256) - 1

@@ -42,9 +42,21 @@ def format_values(values: Iterable[int]) -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3)."""
+    """Read an image file as RGB uint8 (H, W, 3).
+
+    16-bit and 32-bit grayscale images (modes ``I;16*``, ``I``) are scaled from their 16-bit range
+    to 8 bits, float images (``F``) from [0, 1] (PIL's own conversion would clip them to white).
+    """
     try:
         with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                gray = np.asarray(img).astype(np.float64)
+                if img.mode == "F":
+                    gray = gray * 255.0 if gray.max() <= 1.0 else gray
+                elif img.mode.startswith("I;16") or gray.max() > 255:
+                    gray = gray / 257.0  # 65535 -> 255
+                gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
             return np.asarray(img.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as err:
         raise DatasetError(f"cannot read image file {path}: {err}") from err
@@ -127,6 +139,11 @@ class SegmentationDataset(Dataset):
             return image, mask
         return self.transforms(image, mask)
 
+    def image_sizes(self, limit: int = 1000) -> list[tuple[int, int]]:
+        """(H, W) of up to ``limit`` images, evenly spread (file datasets read only the headers)."""
+        step = max(1, len(self) // limit)
+        return [tuple(self.load(i)[0].shape[-2:]) for i in range(0, len(self), step)]
+
     def _load_cached(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``load(index)`` decoded once and then kept in memory, the mask as uint8 when it fits
         (each DataLoader worker process keeps its own copy)."""
@@ -186,6 +203,7 @@ class FileSegmentationDataset(SegmentationDataset):
                 f"expected layout: {self.layout}"
             )
         self.root = self.resolve_root(given)
+        self.strict = strict
         self.problems: list[str] = []
         self.samples: list[tuple[Path, Path]] = []
         self.find_samples()
@@ -224,14 +242,20 @@ class FileSegmentationDataset(SegmentationDataset):
         valid = (table < self.num_classes) | (table == self.ignore_index)
         return np.where(valid, table, self.ignore_index).astype(np.uint8), valid
 
-    def pair_images_with_masks(self, images: Iterable[Path], mask_for: Callable[[Path], Path]) -> None:
-        """Append ``(image, mask_for(image))`` for each image; a missing mask is a problem."""
+    def pair_images_with_masks(self, images: Iterable[Path], mask_for: Callable[[Path], Path], masks: Iterable[Path] = ()) -> None:
+        """Append ``(image, mask_for(image))`` for each image; a missing mask is a problem, and
+        (when checking, ``strict=False``) so is each of ``masks`` that no image claims (an orphan)."""
+        claimed = set()
         for image in sorted(images):
             mask = mask_for(image)
+            claimed.add(mask)
             if mask.is_file():
                 self.samples.append((image, mask))
             else:
                 self.problems.append(f"image {image} has no mask: expected {mask}")
+        if not self.strict:
+            for mask in sorted(set(masks) - claimed):
+                self.problems.append(f"mask {mask} has no image (no image of the {self.split!r} split maps to it)")
 
     def require_dir(self, path: Path, what: str) -> bool:
         if path.is_dir():
@@ -293,6 +317,10 @@ class FileSegmentationDataset(SegmentationDataset):
         if problems:
             raise DatasetError("; ".join(problems))
         return to_tensors(image, self._lut[raw])
+
+    def image_sizes(self, limit: int = 1000) -> list[tuple[int, int]]:
+        step = max(1, len(self) // limit)
+        return [image_size(self.samples[i][0]) for i in range(0, len(self), step)]
 
     def load_mask(self, index: int) -> torch.Tensor:
         image_path, mask_path = self.samples[index]

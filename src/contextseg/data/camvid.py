@@ -29,7 +29,7 @@ class CamVidDataset(FileSegmentationDataset):
         mask_dir = self.root / f"{self.split}annot"
         if self.require_dir(image_dir, "image") and self.require_dir(mask_dir, "annotation"):
             images = [p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-            self.pair_images_with_masks(images, lambda p: mask_dir / f"{p.stem}.png")
+            self.pair_images_with_masks(images, lambda p: mask_dir / f"{p.stem}.png", mask_dir.glob("*.png"))
 
     def label_table(self) -> np.ndarray:
         table = np.arange(256)

@@ -37,7 +37,7 @@ class FolderDataset(FileSegmentationDataset):
         mask_dir = self.root / "masks" / self.split
         if self.require_dir(image_dir, "image") and self.require_dir(mask_dir, "mask"):
             images = [p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-            self.pair_images_with_masks(images, lambda p: mask_dir / f"{p.stem}.png")
+            self.pair_images_with_masks(images, lambda p: mask_dir / f"{p.stem}.png", mask_dir.glob("*.png"))
 
 
 def read_classes(path: Path) -> tuple[str, ...]:

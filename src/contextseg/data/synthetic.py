@@ -145,6 +145,9 @@ class SyntheticStreetScenes(SegmentationDataset):
     def __len__(self) -> int:
         return self.length
 
+    def image_sizes(self, limit: int = 1000) -> list[tuple[int, int]]:
+        return [self.size]
+
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label, _ = self.render(index)
         return (

@@ -13,7 +13,7 @@ from ..data.transforms import EvalTransform, TrainTransform
 from ..models import Segmentor, create_model, get_model_class
 from .config import Config, ConfigError
 
-__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "autocast_context"]
+__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "size_warnings", "autocast_context"]
 
 
 def _dataset(cfg: Config, split: str, transforms):
@@ -48,6 +48,31 @@ def build_train_dataset(cfg: Config, with_positions: bool = False):
     dataset = _dataset(cfg, cfg.data.train_split, None)
     dataset.transforms = train_transform(cfg, dataset, with_positions)
     return dataset
+
+
+def size_warnings(cfg: Config, dataset) -> list[str]:
+    """What is odd about the training images' sizes for this crop: tiny images, or a crop larger
+    than every image even at the largest rescale (then crops are mostly padding)."""
+    sizes = dataset.image_sizes()
+    if not sizes:
+        return []
+    warnings = []
+    tiny = [hw for hw in sizes if min(hw) < 8]
+    if tiny:
+        warnings.append(f"{len(tiny)} training image(s) are smaller than 8 pixels (e.g. {tiny[0][0]}x{tiny[0][1]}); they become almost all padding")
+    base = _base_size(cfg, dataset)
+    ratio = max(cfg.data.ratio_range)
+    biggest = []
+    for h, w in sizes:
+        scale = ratio * (min(max(base) / max(h, w), min(base) / min(h, w)) if base else 1.0)
+        biggest.append((h * scale, w * scale))
+    crop_h, crop_w = cfg.data.crop_size
+    if all(h < crop_h and w < crop_w for h, w in biggest):
+        warnings.append(
+            f"data.crop_size {crop_h}x{crop_w} is larger than every training image even at the largest rescale "
+            f"(largest {int(max(h for h, _ in biggest))}x{int(max(w for _, w in biggest))}): crops are mostly padding"
+        )
+    return warnings
 
 
 def build_eval_dataset(cfg: Config, split: str | None = None, with_positions: bool = False):

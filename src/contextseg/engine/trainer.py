@@ -7,6 +7,7 @@ import json
 import math
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, train_transform
+from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, size_warnings, train_transform
 from .checkpoint import (
     ensure_writable_folder,
     find_resume,
@@ -80,6 +81,9 @@ class Trainer:
         self.work_dir = cfg.work_dir
 
         self.train_set = build_train_dataset(cfg)
+        if is_main_process():
+            for warning in size_warnings(cfg, self.train_set):
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
         self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index).to(self.device)
         if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
             self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
