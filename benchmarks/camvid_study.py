@@ -59,7 +59,7 @@ def model_cost(config: Path, root: str) -> tuple[float, float]:
     sliding windows of the training crop for CPNet, whose prior is tied to the crop."""
     from contextseg.engine.builders import build_model
     from contextseg.engine.config import load_config
-    from contextseg.engine.inference import inference
+    from contextseg.models.inference import inference
 
     cfg = load_config(config, [f"data.root={root}"])
     model = build_model(cfg, len(CLASSES)).eval()

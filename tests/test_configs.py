@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import contextseg as cs
+from contextseg.engine.builders import build_model
 from contextseg.data import DATASETS
 from contextseg.engine.config import default_config_path, load_config
 from contextseg.models import get_model_class
@@ -43,16 +44,14 @@ def test_recipe_name_states_batch_schedule_dataset_and_crop(path):
     assert cfg.train.max_iters == int(m["iters"]) * 1000
     assert cfg.data.name == m["ds"]
     assert cfg.data.crop_size == [int(m["h"]), int(m["w"])]
-    if cfg.model["name"] == "cpnet":  # the prior is the OS 8 feature size of the crop
-        assert cfg.model["prior_size"] == [int(m["h"]) // 8, int(m["w"]) // 8]
-        assert cfg.evaluate.mode == "slide"
+    if cfg.model["name"] == "cpnet":  # the prior follows from the crop (stated once) and windows of it
+        assert "prior_size" not in cfg.model and cfg.evaluate.mode == "slide"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*/*_synthetic.yaml")), ids=lambda p: p.stem)
 def test_small_recipe_builds_and_runs_at_its_crop(path):
     cfg = load_config(path)
-    opts = dict(cfg.model)
-    model = cs.create_model(opts.pop("name"), num_classes=9, **opts).eval()
+    model = build_model(cfg, 9).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, *cfg.data.crop_size))
     assert out.shape == (1, 9, *cfg.data.crop_size)

@@ -38,9 +38,9 @@ def test_export_onnx_matches_pytorch(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 0
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
-    from contextseg.cli.commands import load_trained_model
+    from contextseg.engine.saved_model import load_checkpoint_model
 
-    model, _, _ = load_trained_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
+    model, _, _ = load_checkpoint_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 64)).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     got = session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from contextseg.cli.commands import load_trained_model
+from contextseg.engine.saved_model import load_checkpoint_model
 from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.evaluate import evaluate
 
@@ -39,7 +39,7 @@ def test_torchrun_two_processes_reduce_metrics_like_one(tmp_path):
     assert len(val) == 1 and val[0]["iter"] == 4  # one writer
     # the val split (6 images) was sharded 3 + 3 over the ranks and the confusion matrices summed:
     # one process evaluating all 6 images with the saved weights must find the same numbers
-    model, loaded, _ = load_trained_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
+    model, loaded, _ = load_checkpoint_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
     results = evaluate(model, build_eval_dataset(loaded), loaded.evaluate, torch.device("cpu"), progress=False)
     assert results["mIoU"] == pytest.approx(val[0]["mIoU"], abs=1e-9)
     assert results["aAcc"] == pytest.approx(val[0]["aAcc"], abs=1e-9)

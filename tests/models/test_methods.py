@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import contextseg as cs
+from contextseg.engine.builders import feature_size
 from contextseg.data import build_dataset
 from contextseg.data.transforms import EvalTransform
 
@@ -14,7 +15,7 @@ SMALL = {"spnet": {"pool_sizes": (4, 2), "mpm_channels": 128}}
 def build(name, size, num_classes=9, **kw):
     kwargs = dict(SMALL.get(name, {}))
     if name == "cpnet":
-        kwargs["prior_size"] = (-(-size[0] // 8), -(-size[1] // 8))
+        kwargs["prior_size"] = feature_size(size, 8)
     kwargs.update(kw)
     return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **kwargs)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import contextseg as cs
+from contextseg.engine.builders import feature_size
 
 # method-specific keyword arguments a model needs at these tiny sizes (e.g. CPNet's prior size)
 SMALL_KWARGS: dict[str, dict] = {"spnet": {"pool_sizes": (4, 2), "mpm_channels": 128}}
@@ -13,7 +14,7 @@ LOSS_TERMS = {"cpnet": "loss_affinity", "encnet": "loss_se", "ocrnet": "loss_obj
 def small_model(name, num_classes=5, size=(65, 97), **kw):
     kwargs = dict(SMALL_KWARGS.get(name, {}))
     if name == "cpnet":
-        kwargs["prior_size"] = (-(-size[0] // 8), -(-size[1] // 8))
+        kwargs["prior_size"] = feature_size(size, 8)
     kwargs.update(kw)
     return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **kwargs)
 

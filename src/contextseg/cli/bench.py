@@ -67,13 +67,14 @@ class PeakMemory:
 
 def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
     """Model ``name`` for ``size`` inputs (CPNet's prior set to that input's OS 8 feature size)."""
-    from ..models import MODELS
+    from ..models import MODELS, create_model
 
-    cls = MODELS[name]
+    from ..engine.builders import feature_size
+
     kwargs = {}
-    if "prior_size" in cls.options():  # CPNet's prior is tied to the feature size (OS 8)
-        kwargs["prior_size"] = (-(-size[0] // 8), -(-size[1] // 8))
-    return cls(num_classes=num_classes, backbone=backbone, **kwargs)
+    if "prior_size" in MODELS[name].options():  # CPNet's prior is tied to the feature size (OS 8)
+        kwargs["prior_size"] = feature_size(size, 8)
+    return create_model(name, num_classes=num_classes, backbone=backbone, output_stride=8, **kwargs)
 
 
 def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool) -> dict:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.checkpoint import ensure_writable_folder, load_checkpoint, nonfinite_tensors
+from ..engine.checkpoint import ensure_writable_folder
+from ..engine.saved_model import load_checkpoint_model
 from ..data.base import IMAGE_EXTENSIONS
-from ..engine.config import Config, ConfigError, apply_overrides, load_config, read_yaml
+from ..engine.config import ConfigError, load_config
 
 
 def _is_rank0() -> bool:
@@ -52,19 +53,6 @@ def cmd_train(args) -> int:
 
 
 # -- checkpoint-based commands -----------------------------------------------------------------
-def _checkpoint_config(ckpt: dict, path: str, config: str | None = None, overrides: list[str] | None = None) -> Config:
-    if "config" not in ckpt or "classes" not in ckpt:
-        raise ConfigError(f"checkpoint {path!r} carries no config/classes; it was not written by contextseg train")
-    raw = dict(ckpt["config"])
-    if config is not None:
-        user = read_yaml(config)
-        for key in ("data", "evaluate"):
-            if key in user:
-                raw[key] = user[key]
-    raw = apply_overrides(raw, overrides or [])
-    return Config.from_dict(raw, source=f"checkpoint {path}")
-
-
 def _inference_overrides(args) -> list[str]:
     out = []
     if args.mode:
@@ -74,30 +62,6 @@ def _inference_overrides(args) -> list[str]:
     if args.flip:
         out.append("evaluate.flip=true")
     return out
-
-
-def load_trained_model(path: str, device: torch.device, config: str | None = None, overrides: list[str] | None = None):
-    """(model in eval mode, resolved config, checkpoint dict) of a contextseg checkpoint."""
-    from ..engine.builders import build_model
-
-    ckpt = load_checkpoint(path, map_location="cpu")
-    cfg = _checkpoint_config(ckpt, path, config, overrides)
-    weights = ckpt.get("ema", ckpt.get("model"))  # the evaluated weights: the EMA when training kept one
-    if not isinstance(weights, dict):
-        raise ConfigError(f"checkpoint {path!r} holds no model weights")
-    bad = nonfinite_tensors(weights)
-    if bad:
-        raise ConfigError(f"checkpoint {path!r} holds non-finite weights ({', '.join(bad[:3])}): it comes from a diverged run and cannot be used")
-    model_cfg = dict(cfg.model)
-    model_cfg["pretrained_backbone"] = None  # the checkpoint holds every weight
-    cfg.model = model_cfg
-    model = build_model(cfg, len(ckpt["classes"]))
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = " ".join(str(exc).split())[:300]
-        raise ConfigError(f"checkpoint {path!r} does not fit the {cfg.model['name']!r} model its config describes: {first}") from None
-    return model.to(device).eval(), cfg, ckpt
 
 
 def cmd_eval(args) -> int:
@@ -112,7 +76,7 @@ def cmd_eval(args) -> int:
         ensure_writable_folder(json_path.parent, "--json")
     device = resolve_device(args.device)
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
-    model, cfg, ckpt = load_trained_model(args.checkpoint, device, config, overrides + _inference_overrides(args))
+    model, cfg, ckpt = load_checkpoint_model(args.checkpoint, device, config, overrides + _inference_overrides(args))
     dataset = build_eval_dataset(cfg, args.split, with_positions=False)
     if list(dataset.classes) != list(ckpt["classes"]):
         ours, theirs = list(dataset.classes), list(ckpt["classes"])
@@ -193,20 +157,15 @@ def cmd_predict(args) -> int:
 
     from ..data import colorize
     from ..data.base import DatasetError, read_image
-    from ..data.transforms import EvalTransform
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
-    from ..engine.inference import inference
 
     out = Path(args.out)
     targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
     ensure_writable_folder(out, "--out")
     device = resolve_device(args.device)
-    model, cfg, ckpt = load_trained_model(args.checkpoint, device, None, _inference_overrides(args))
-    palette = [tuple(c) for c in ckpt["palette"]]
-    base = tuple(cfg.data.base_size) if cfg.data.base_size else ckpt.get("base_size")
-    transform = EvalTransform(base_size=tuple(base) if base else None)
-    ev = cfg.evaluate
+    model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
+    palette = [tuple(c) for c in model.meta["palette"]]
     ctx = autocast_context(device, cfg.train.precision)
     done, failed = 0, []
     for path, label_path, overlay_path in targets:
@@ -216,11 +175,8 @@ def cmd_predict(args) -> int:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             failed.append(path)
             continue
-        image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
-        sample = transform(image, torch.zeros(rgb.shape[:2], dtype=torch.int64))
         with ctx():
-            probs = inference(model, sample["image"][None].to(device), mode=ev.mode, crop_size=ev.crop_size or cfg.data.crop_size, stride=ev.stride, scales=ev.scales, flip=ev.flip, out_size=rgb.shape[:2])
-        labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
+            labels = model.predict(rgb).cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
         label_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(labels).save(label_path)
         colour = colorize(labels, palette).astype(np.float32)

@@ -1,4 +1,5 @@
-"""``contextseg export``: a checkpoint to ONNX (logits at the input size, fixed input shape)."""
+"""``contextseg export``: a checkpoint to ONNX (logits at the input size, fixed input shape) or to a
+saved-model folder (``model.safetensors`` + ``config.json``, what ``cs.from_pretrained`` reads)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ import torch
 
 def run_export(args) -> int:
     from ..engine.checkpoint import ensure_writable_folder
-    from .commands import load_trained_model
+    from ..engine.saved_model import load_checkpoint_model, save_pretrained
 
-    model, cfg, _ = load_trained_model(args.checkpoint, torch.device("cpu"))
+    model, cfg, _ = load_checkpoint_model(args.checkpoint, torch.device("cpu"))
+    if args.format == "safetensors":
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} is a file; a saved model is a folder (model.safetensors + config.json)")
+        ensure_writable_folder(out, "--out")
+        save_pretrained(model, out)
+        print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} (load with contextseg.from_pretrained)")
+        return 0
     size = tuple(args.size) if args.size else tuple(cfg.data.crop_size)
     prior = getattr(model.decode_head, "prior_size", None)
     if prior is not None and args.size and tuple(-(-s // model.backbone.output_stride) for s in size) != tuple(prior):

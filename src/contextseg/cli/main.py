@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint for deployment")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx", help="onnx: one .onnx file; safetensors: a saved-model folder")
+    p.add_argument("--out", required=True, help="the .onnx file, or the saved-model folder")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
     p.add_argument("--opset", type=int, default=18)
     return parser

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..metrics import SegmentationMetric
 from .config import EvalConfig
 from .distributed import get_rank, get_world_size, is_main_process
-from .inference import inference
+from ..models.inference import inference
 
 __all__ = ["evaluate", "format_results"]
 

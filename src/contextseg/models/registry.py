@@ -53,4 +53,12 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> Segmentor:
         raise ValueError(
             f"model {name!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))}"
         )
-    return cls(num_classes=num_classes, **kwargs)
+    model = cls(num_classes=num_classes, **kwargs)
+    # how to build it again (cs.save_pretrained): the name and every keyword, weights aside
+    model.meta["model"] = {"name": name, "num_classes": num_classes, **{k: _plain(v) for k, v in kwargs.items() if k != "pretrained_backbone"}}
+    return model
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that the keywords round-trip through JSON."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value

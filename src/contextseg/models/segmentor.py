@@ -8,18 +8,38 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..backbones import TimmBackbone
+from ..data.base import read_image
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from ..heads.base import DecodeHead, HeadOutput
 from ..heads.fcn import FCNHead
 from ..losses import CrossEntropyLoss
 from ..modules.common import resize
+from .inference import inference
 
 __all__ = ["Segmentor"]
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    """An image file path, PIL image or (H, W, 3) uint8 array as an (H, W, 3) uint8 array."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image))
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(
+            f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float "
+            f"tensor (3, H, W) / (B, 3, H, W); got {type(image).__name__} of shape {getattr(array, 'shape', None)} and dtype {array.dtype}"
+        )
+    return array
 
 
 class Segmentor(nn.Module):
@@ -81,6 +101,9 @@ class Segmentor(nn.Module):
         self.decode_head.init_weights()
         if self.aux_head is not None:
             self.aux_head.init_weights()
+        # what a saved or loaded model carries beside its weights: classes, palette, mean/std,
+        # test scale (base_size), training crop and evaluation settings (cs.load fills it in)
+        self.meta: dict[str, Any] = {}
         self.criterion = CrossEntropyLoss(ignore_index, class_weight, ohem_thresh, ohem_min_kept)
         self.aux_criterion = CrossEntropyLoss(ignore_index, class_weight)
 
@@ -139,21 +162,54 @@ class Segmentor(nn.Module):
         terms.update(self.decode_head.losses(outputs, targets))
         return {"loss": sum(terms.values()), **terms}
 
+    # -- inference for people ---------------------------------------------------------------------
+    def default_inference(self) -> dict[str, Any]:
+        """How this model segments an image unless told otherwise: ``self.meta["inference"]`` (what
+        its training config evaluated with), and for a model whose prior is tied to the training
+        crop (CPNet) sliding windows of that crop."""
+        settings = {"mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False}
+        settings.update({k: v for k, v in self.meta.get("inference", {}).items() if v is not None})
+        prior = getattr(self.decode_head, "prior_size", None)
+        if prior is not None:
+            crop = self.meta.get("crop_size") or [p * self.backbone.output_stride for p in prior]
+            settings["mode"] = "slide"
+            settings["crop_size"] = settings["crop_size"] or list(crop)
+        return settings
+
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, **inference_kwargs: Any) -> torch.Tensor:
-        """Label map ``(B, H, W)`` int64 of normalised ``images (B, 3, H, W)``.
+    def predict(self, images: Any, **overrides: Any) -> torch.Tensor | list[torch.Tensor]:
+        """Label maps (int64) at each image's original size, with the model's own inference settings.
 
-        ``inference_kwargs`` go to :func:`contextseg.engine.inference.inference` (``mode="slide"``,
-        ``crop_size``, ``scales``, ``flip``, ...); the default is whole-image inference.
+        ``images`` may be an image file path, a PIL image or an ``(H, W, 3)`` uint8 array (each
+        resized to the model's test scale ``meta["base_size"]`` and normalised with
+        ``meta["mean"]``/``meta["std"]`` as in evaluation; returns ``(H, W)``), a list of those
+        (returns a list), or an already normalised float tensor ``(3, H, W)`` or ``(B, 3, H, W)``
+        (returns ``(H, W)`` or ``(B, H, W)``). ``overrides`` replace :meth:`default_inference`'s
+        settings (``mode``, ``crop_size``, ``stride``, ``scales``, ``flip``).
         """
-        from ..engine.inference import inference
-
+        if isinstance(images, (list, tuple)):
+            return [self.predict(image, **overrides) for image in images]
+        unknown = set(overrides) - {"mode", "crop_size", "stride", "scales", "flip", "positions"}
+        if unknown:
+            raise TypeError(f"predict() got unknown setting(s) {sorted(unknown)}; use mode, crop_size, stride, scales, flip")
+        settings = {**self.default_inference(), **overrides}
+        if isinstance(images, torch.Tensor) and images.is_floating_point():
+            batch = images if images.ndim == 4 else images[None]
+            out_size = batch.shape[-2:]
+        else:
+            rgb = _as_rgb(images)
+            out_size = rgb.shape[:2]
+            transform = EvalTransform(base_size=self.meta.get("base_size"), mean=self.meta.get("mean", IMAGENET_MEAN), std=self.meta.get("std", IMAGENET_STD))
+            image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+            batch = transform(image, torch.zeros(out_size, dtype=torch.int64))["image"][None]
+        device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         try:
-            return inference(self, images, **inference_kwargs).argmax(1)
+            labels = inference(self, batch.to(device), out_size=out_size, **settings).argmax(1)
         finally:
             self.train(was_training)
+        return labels if isinstance(images, torch.Tensor) and images.ndim == 4 else labels[0]
 
     @classmethod
     def options(cls) -> dict[str, inspect.Parameter]:

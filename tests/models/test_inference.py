@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from contextseg.engine.inference import inference, row_positions, slide_inference, slide_windows
+from contextseg.models.inference import inference, row_positions, slide_inference, slide_windows
 
 
 class Pointwise(nn.Module):

@@ -1,0 +1,97 @@
+"""The Python API: cs.load / model.predict / cs.save_pretrained / cs.from_pretrained."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import contextseg as cs
+from contextseg.cli.main import main
+from contextseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+SMALL = {"cpnet": {"prior_size": (5, 7), "prior_channels": 8}, "spnet": {"pool_sizes": (3, 2), "mpm_channels": 32}, "ocrnet": {"key_channels": 8}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny FCN trained for two iterations on synthetic scenes whose test scale is not its input size."""
+    root = tmp_path_factory.mktemp("api")
+    cfg = {
+        "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "aux_channels": 8},
+        "data": {"name": "synthetic", "kwargs": {"size": [40, 64], "length": 4}, "base_size": [48, 30], "crop_size": [30, 48], "num_workers": 0},
+        "train": {"max_iters": 2, "batch_size": 2, "eval_interval": 2, "work_dir": str(root / "run")},
+        "evaluate": {"flip": True},
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root / "c.yaml")]) == 0
+    photo = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(root / "photo.png")
+    return root
+
+
+def test_load_carries_what_predict_needs(trained):
+    model = cs.load(trained / "run" / "last.pt")
+    assert not model.training and model.meta["classes"][0] == "sky" and len(model.meta["palette"]) == 9
+    assert model.meta["base_size"] == [48, 30] and model.meta["inference"]["flip"] is True
+    assert model.meta["mean"] == list(IMAGENET_MEAN) and model.meta["std"] == list(IMAGENET_STD)
+
+
+def test_predict_on_every_input_type_equals_the_cli(trained, tmp_path):
+    assert main(["predict", str(trained / "photo.png"), "--checkpoint", str(trained / "run" / "last.pt"), "--out", str(tmp_path)]) == 0
+    cli_labels = torch.from_numpy(np.asarray(Image.open(tmp_path / "photo.png")).astype(np.int64))
+    model = cs.load(trained / "run" / "last.pt")
+    photo = np.asarray(Image.open(trained / "photo.png"))
+    for image in (str(trained / "photo.png"), trained / "photo.png", Image.open(trained / "photo.png"), photo):
+        labels = model.predict(image)
+        assert labels.shape == (37, 53) and labels.dtype == torch.int64
+        assert torch.equal(labels, cli_labels), type(image)
+    assert [tuple(x.shape) for x in model.predict([photo, photo[:20]])] == [(37, 53), (20, 53)]
+    # a normalised tensor is taken as it is (no test-scale resize), single or batch
+    tensor = (torch.from_numpy(photo).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    single = model.predict(tensor)
+    batch = model.predict(torch.stack([tensor, tensor]))
+    assert single.shape == (37, 53) and batch.shape == (2, 37, 53) and torch.equal(batch[0], single)
+    with torch.no_grad():
+        probs = (model(tensor[None]).softmax(1) + model(tensor[None].flip(-1)).flip(-1).softmax(1))
+    assert torch.equal(single, probs.argmax(1)[0])  # the model's own settings: flip on
+    with pytest.raises(ValueError, match="uint8 array"):
+        model.predict(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("name", cs.list_models())
+def test_save_pretrained_round_trip_gives_identical_logits(name, tmp_path):
+    torch.manual_seed(0)
+    model = cs.create_model(name, num_classes=4, backbone="resnet18d", output_stride=8, channels=16, **SMALL.get(name, {})).eval()
+    for m in model.modules():  # non-trivial BN statistics, so that buffers must round-trip too
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    model.meta.update(classes=["a", "b", "c", "d"], palette=[[0, 0, 0]] * 4)
+    cs.save_pretrained(model, tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["model"]["name"] == name and config["classes"] == ["a", "b", "c", "d"]
+    loaded = cs.from_pretrained(tmp_path / "saved")
+    assert cs.load(tmp_path / "saved").meta["classes"] == ["a", "b", "c", "d"]
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_export_safetensors_then_from_pretrained(trained, tmp_path):
+    assert main(["export", "--checkpoint", str(trained / "run" / "last.pt"), "--format", "safetensors", "--out", str(tmp_path / "m")]) == 0
+    saved = cs.from_pretrained(tmp_path / "m")
+    original = cs.load(trained / "run" / "last.pt")
+    photo = np.asarray(Image.open(trained / "photo.png"))
+    assert torch.equal(saved.predict(photo), original.predict(photo))
+    assert saved.meta["base_size"] == [48, 30]
+
+
+def test_from_pretrained_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a saved-model folder nor a Hub repository id"):
+        cs.from_pretrained(tmp_path / "nothing" / "here" / "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json and model.safetensors"):
+        cs.from_pretrained(tmp_path / "empty")
