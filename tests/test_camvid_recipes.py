@@ -1,0 +1,54 @@
+"""Each of the nine CamVid recipes trains through the CLI on a tiny CamVid-layout fixture: the config
+loads, the model builds at the recipe's crop, the loss falls, evaluation runs. (The real runs live
+in benchmarks/camvid_study.py, not in CI.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "cpnet", "encnet", "ocrnet", "spnet", "hanet"]
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory):
+    """SegNet's layout with 4 + 2 frames of 120x160: sky, building, road bands with class colours."""
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (12, 3))
+    for split, n in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
+        for k in range(n):
+            labels = np.full((120, 160), 3, np.uint8)  # road
+            top = 30 + 5 * k
+            labels[:top] = 0  # sky
+            labels[top : top + 40, : 80 + 10 * k] = 1  # building
+            labels[70:90, 100:120] = 8  # car
+            labels[:, 150:152] = 2  # a pole
+            labels[0, :] = 11  # unlabelled -> ignore
+            image = colours[labels] + rng.integers(-20, 20, (120, 160, 3))
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / split / f"f{k}.png")
+            Image.fromarray(labels).save(root / f"{split}annot" / f"f{k}.png")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_recipe_trains_on_a_camvid_fixture(model, camvid, tmp_path):
+    config = ROOT / "configs" / model / f"{model}_r18_camvid.yaml"
+    work = tmp_path / "run"
+    command = [sys.executable, "-m", "contextseg", "train", str(config), f"data.root={camvid}", f"train.work_dir={work}",
+               "train.max_iters=8", "train.batch_size=2", "train.warmup_iters=0", "train.log_interval=1", "train.eval_interval=8", "train.checkpoint_interval=8"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["event"] == "train"]
+    assert len(losses) == 8 and sum(losses[-3:]) < sum(losses[:3]), losses
+    val = [r for r in records if r["event"] == "val"]
+    assert len(val) == 1 and 0 <= val[0]["mIoU"] <= 1
