@@ -57,7 +57,8 @@ class SegmentationMetric:
             self.confusion = buf.to(self.confusion.device)
 
     def compute(self) -> dict:
-        """``{"mIoU", "mAcc", "aAcc", "IoU": [K], "Acc": [K]}`` as fractions in [0, 1] (NaN per above)."""
+        """``{"mIoU", "mAcc", "aAcc", "IoU": [K], "Acc": [K]}`` as fractions in [0, 1] (NaN per above),
+        and ``"confusion"``, the K x K pixel counts (rows: ground truth, columns: prediction)."""
         cm = self.confusion.double().cpu()
         tp = cm.diag()
         gt = cm.sum(1)
@@ -72,6 +73,7 @@ class SegmentationMetric:
             "aAcc": float(tp.sum() / total) if total > 0 else float("nan"),
             "IoU": iou.tolist(),
             "Acc": acc.tolist(),
+            "confusion": self.confusion.cpu().tolist(),  # [ground truth][prediction] pixel counts
         }
 
 

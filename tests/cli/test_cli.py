@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from PIL import Image
@@ -61,7 +62,12 @@ def test_predict_writes_labels_and_overlays(trained):
     assert main(["predict", "--checkpoint", str(trained / "run" / "best.pt"), str(images), "--out", str(out)]) == 0
     label = np.array(Image.open(out / "a.png"))
     assert label.shape == (40, 70) and label.max() < 9
-    assert np.array(Image.open(out / "b_overlay.png")).shape == (33, 50, 3)
+    overlay = np.array(Image.open(out / "b_overlay.png"))
+    assert overlay.shape[0] >= 33 and overlay.shape[1] > 50  # the image, then a legend panel
+    palette = torch.load(trained / "run" / "best.pt", weights_only=True)["palette"]
+    legend = overlay[:, 50:].reshape(-1, 3)
+    for k in np.unique(np.array(Image.open(out / "b.png"))):  # every class present has its swatch
+        assert (legend == np.array(palette[k], np.uint8)).all(1).any(), k
 
 
 def test_bad_inputs_give_clear_errors(trained, tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..engine.checkpoint import ensure_writable_folder
-from ..engine.saved_model import load_checkpoint_model
+from ..engine.saved_model import load, load_checkpoint_model
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import ConfigError, load_config
 
@@ -69,6 +69,8 @@ def cmd_eval(args) -> int:
     from ..engine.distributed import resolve_device
     from ..engine.evaluate import evaluate, format_results
 
+    if args.plots:
+        ensure_writable_folder(args.plots, "--plots")
     if args.json_path:  # before the evaluation, not after it
         json_path = Path(args.json_path)
         if json_path.is_dir():
@@ -88,6 +90,13 @@ def cmd_eval(args) -> int:
     print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images), mode {ev.mode}, scales {ev.scales}, flip {ev.flip}")
     results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision))
     print(format_results(results, dataset.classes))
+    if args.plots:
+        from ..engine.plots import plot_class_iou, plot_confusion
+
+        title = f"{cfg.model['name']} on {cfg.data.name}/{args.split or cfg.data.val_split}"
+        written = [plot_class_iou(results, dataset.classes, Path(args.plots) / "class_iou.png", title),
+                   plot_confusion(results["confusion"], dataset.classes, Path(args.plots) / "confusion.png", title)]
+        print(f"wrote {', '.join(map(str, written))}")
     if args.json_path:
         payload = {"checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +168,7 @@ def cmd_predict(args) -> int:
     from ..data.base import DatasetError, read_image
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
+    from ..engine.plots import add_legend
 
     out = Path(args.out)
     targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
@@ -180,10 +190,37 @@ def cmd_predict(args) -> int:
         label_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(labels).save(label_path)
         colour = colorize(labels, palette).astype(np.float32)
-        overlay = (1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour
-        Image.fromarray(overlay.round().clip(0, 255).astype(np.uint8)).save(overlay_path)
+        overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
+        Image.fromarray(add_legend(overlay, labels, model.meta["classes"], palette)).save(overlay_path)
         done += 1
     print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_explain(args) -> int:
+    from ..data.base import DatasetError, read_image
+    from ..engine.distributed import resolve_device
+    from ..engine.explain import NothingToExplain, explain, render
+
+    out = Path(args.out)
+    ensure_writable_folder(out, "--out")
+    model = load(args.checkpoint, resolve_device(args.device))
+    images = [path for path, _ in _collect_images(args.inputs)]
+    written, failed = [], []
+    for path in images:
+        try:
+            rgb = read_image(path)
+        except DatasetError as exc:
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            failed.append(path)
+            continue
+        try:
+            explanation = explain(model, rgb, pixels=args.pixel)
+        except NothingToExplain as exc:
+            print(exc)
+            return 0
+        written += render(explanation, out, path.stem)
+    print(f"wrote {len(written)} picture(s) to {out}: {', '.join(p.name for p in written)}" + (f"; {len(failed)} image(s) failed" if failed else ""))
     return 1 if failed else 0
 
 

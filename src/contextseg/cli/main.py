@@ -1,4 +1,4 @@
-"""``contextseg``: train, eval, predict, models, data, bench, export."""
+"""``contextseg``: train, eval, predict, explain, models, data, bench, export."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def _floats(text: str) -> list[float]:
     if not values or not all(0 < v <= 8 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, 8] like 0.5,1.0,1.5, got {text!r}")
     return values
+
+
+def _pixel(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel as x,y (two integers), got {text!r}") from None
+    return x, y
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by contextseg train")
     p.add_argument("--split", help="dataset split (default: the config's val_split)")
     p.add_argument("--json", dest="json_path", help="also write the results as JSON to this path")
+    p.add_argument("--plots", help="also write class_iou.png and confusion.png to this folder (needs matplotlib)")
     _add_inference_options(p)
 
     p = sub.add_parser("predict", help="write a label PNG and a colour overlay per image")
@@ -55,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     _add_inference_options(p)
+
+    p = sub.add_parser("explain", help="pictures of what each context module looks at")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint or a saved-model folder of a context model")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pixel", type=_pixel, action="append", help="x,y in the image (repeat; default: one pixel on each of the largest predicted classes)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
     p = sub.add_parser("models", help="list model names with parameter counts and descriptions")
     p.add_argument("--backbone", default="resnet50d")

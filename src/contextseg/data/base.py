@@ -8,6 +8,7 @@ the file it concerns; ``check()`` collects all of them instead of stopping at th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,21 @@ def read_mask(path: Path) -> np.ndarray:
         raise
     except (OSError, ValueError, SyntaxError) as err:
         raise DatasetError(f"cannot read mask file {path}: {err}") from err
+
+
+def as_rgb_array(image: Any) -> np.ndarray:
+    """An image file path, PIL image or (H, W, 3) uint8 array as an (H, W, 3) uint8 array."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image))
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(
+            f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float "
+            f"tensor (3, H, W) / (B, 3, H, W); got {type(image).__name__} of shape {getattr(array, 'shape', None)} and dtype {array.dtype}"
+        )
+    return array
 
 
 def image_size(path: Path) -> tuple[int, int]:

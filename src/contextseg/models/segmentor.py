@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from ..backbones import TimmBackbone
-from ..data.base import read_image
+from ..data.base import as_rgb_array
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from ..heads.base import DecodeHead, HeadOutput
 from ..heads.fcn import FCNHead
@@ -25,21 +24,6 @@ from ..modules.common import resize
 from .inference import inference
 
 __all__ = ["Segmentor"]
-
-
-def _as_rgb(image: Any) -> np.ndarray:
-    """An image file path, PIL image or (H, W, 3) uint8 array as an (H, W, 3) uint8 array."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(Path(image))
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(
-            f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float "
-            f"tensor (3, H, W) / (B, 3, H, W); got {type(image).__name__} of shape {getattr(array, 'shape', None)} and dtype {array.dtype}"
-        )
-    return array
 
 
 class Segmentor(nn.Module):
@@ -197,7 +181,7 @@ class Segmentor(nn.Module):
             batch = images if images.ndim == 4 else images[None]
             out_size = batch.shape[-2:]
         else:
-            rgb = _as_rgb(images)
+            rgb = as_rgb_array(images)
             out_size = rgb.shape[:2]
             transform = EvalTransform(base_size=self.meta.get("base_size"), mean=self.meta.get("mean", IMAGENET_MEAN), std=self.meta.get("std", IMAGENET_STD))
             image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))

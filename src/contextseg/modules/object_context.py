@@ -30,9 +30,13 @@ class SpatialGather(nn.Module):
         super().__init__()
         self.scale = scale
 
-    def forward(self, feats: torch.Tensor, region_logits: torch.Tensor) -> torch.Tensor:
+    def weights(self, feats: torch.Tensor, region_logits: torch.Tensor) -> torch.Tensor:
+        """Each region's spatial softmax: ``(B, K, N)``, N = h*w of ``feats``."""
         region_logits = resize(region_logits, feats.shape[-2:])
-        weights = torch.softmax(self.scale * region_logits.flatten(2).to(precise_dtype(feats)), dim=2).to(feats.dtype)  # (B, K, N)
+        return torch.softmax(self.scale * region_logits.flatten(2).to(precise_dtype(feats)), dim=2).to(feats.dtype)
+
+    def forward(self, feats: torch.Tensor, region_logits: torch.Tensor) -> torch.Tensor:
+        weights = self.weights(feats, region_logits)  # (B, K, N)
         regions = torch.bmm(weights, feats.flatten(2).transpose(1, 2))  # (B, K, C)
         return regions.transpose(1, 2).unsqueeze(3)
 
@@ -61,12 +65,16 @@ class ObjectContextBlock(nn.Module):
         self.value = ConvBNReLU(in_channels, key_channels, 1)
         self.out = ConvBNReLU(key_channels, in_channels, 1)
 
-    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-        x = self.pool(pixels)
-        b, _, h, w = x.shape
-        query = self.query(x).flatten(2).transpose(1, 2)  # (B, N, key)
+    def attention(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """Pixel-region attention ``w_ik``: ``(B, N, K)`` over the (pooled) pixels."""
+        query = self.query(self.pool(pixels)).flatten(2).transpose(1, 2)  # (B, N, key)
         key = self.key(regions).flatten(2)  # (B, key, K)
+        return torch.softmax(torch.bmm(query, key) * self.key_channels**-0.5, dim=-1)
+
+    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        b = pixels.shape[0]
+        h, w = self.pool(pixels).shape[-2:]
+        sim = self.attention(pixels, regions)  # (B, N, K)
         value = self.value(regions).flatten(2).transpose(1, 2)  # (B, K, key)
-        sim = torch.softmax(torch.bmm(query, key) * self.key_channels**-0.5, dim=-1)  # (B, N, K)
         context = torch.bmm(sim, value).transpose(1, 2).reshape(b, self.key_channels, h, w)
         return resize(self.out(context), pixels.shape[-2:])

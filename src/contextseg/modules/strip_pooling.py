@@ -51,9 +51,13 @@ class StripPooling(nn.Module):
         init_conv_bn(self, mode="fan_out")
         self.fuse.bias.copy_(bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate ``sigmoid(conv_1x1(ReLU(y_h + y_w)))``: ``(B, C, h, w)`` in (0, 1)."""
         strips = self.conv_h(x.mean(dim=3, keepdim=True)) + self.conv_w(x.mean(dim=2, keepdim=True))
-        return x * torch.sigmoid(self.fuse(torch.relu(strips)))
+        return torch.sigmoid(self.fuse(torch.relu(strips)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class MixedPooling(nn.Module):
