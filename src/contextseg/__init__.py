@@ -1,9 +1,10 @@
 """contextseg: semantic segmentation built around context aggregation."""
 
 from . import backbones, data, engine, heads, losses, metrics, models, modules
+from .engine.explain import explain
 from .engine.saved_model import from_pretrained, load, save_pretrained
 from .models import create_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "load", "save_pretrained", "from_pretrained", "backbones", "data", "engine", "heads", "losses", "metrics", "models", "modules", "__version__"]
+__all__ = ["create_model", "list_models", "load", "save_pretrained", "from_pretrained", "explain", "backbones", "data", "engine", "heads", "losses", "metrics", "models", "modules", "__version__"]

@@ -39,8 +39,9 @@ class NothingToExplain(ValueError):
 
 
 @torch.no_grad()
-def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4) -> dict[str, Any]:
-    """What ``model``'s context modules compute on ``image`` (a path, PIL image or HxWx3 uint8 array).
+def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4, out_dir: str | Path | None = None, stem: str = "explain") -> dict[str, Any]:
+    """What ``model``'s context modules compute on ``image`` (a path, PIL image or HxWx3 uint8 array);
+    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``).
 
     Returns ``{"model", "image" (h, w, 3) uint8 as the model saw it, "labels" (h, w) its prediction,
     "pixels" [(x, y)] in that view, "classes", plus the model's maps}``:
@@ -107,6 +108,8 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     elif name == "spnet":
         spms = dict(model.named_modules())
         out["strip_gates"] = {k.replace("backbone.body.", "").replace(".aa.1", ""): spms[k].gate(v[0])[0].mean(0).float().cpu().numpy() for k, v in inputs.items() if isinstance(spms[k], StripPooling)}
+    if out_dir is not None:
+        out["files"] = render(out, out_dir, stem)
     return out
 
 

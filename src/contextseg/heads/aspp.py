@@ -6,7 +6,7 @@ Atrous spatial pyramid pooling: a 1x1 branch, three 3x3 branches at rates (6, 12
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -50,14 +50,15 @@ class ASPPHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 256,
-        output_stride: int = 8,
         dilations: Sequence[int] | None = None,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
-        self.aspp = ASPP(self.input_channels, channels, dilations or aspp_dilations(output_stride))
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
+        self.aspp = ASPP(self.input_channels, channels, dilations or aspp_dilations(self.output_stride))
         self.bottleneck = ConvBNReLU(self.aspp.out_channels, channels, 1)
 
     def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
@@ -79,14 +80,15 @@ class DeepLabV3PlusHead(ASPPHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 256,
         c1_channels: int = 48,
-        output_stride: int = 8,
         dilations: Sequence[int] | None = None,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, output_stride, dilations, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dilations=dilations, dropout=dropout, in_index=in_index, **shared)
         self.c1_bottleneck = ConvBNReLU(self.in_channels[0], c1_channels, 1)
         self.sep_bottleneck = nn.Sequential(
             ConvBNReLU(channels + c1_channels, channels, 3), ConvBNReLU(channels, channels, 3)

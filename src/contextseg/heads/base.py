@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import torch
 from torch import nn
@@ -11,7 +11,13 @@ from ..modules.common import init_conv_bn
 
 __all__ = ["DecodeHead", "HeadOutput"]
 
-HeadOutput = dict  # {"logits": (B, K, h, w), plus head-specific tensors such as "prior_logits"}
+class HeadOutput(TypedDict, total=False):
+    """What a decode head returns: ``logits`` always, plus the tensors its own losses need."""
+
+    logits: torch.Tensor  # (B, K, h, w)
+    prior_logits: torch.Tensor  # CPNet: (B, N, N) pre-sigmoid context prior map
+    se_logits: torch.Tensor  # EncNet: (B, K) class-presence logits of the SE branch
+    object_regions: torch.Tensor  # OCRNet: (B, K, h, w) soft object regions
 
 
 class DecodeHead(nn.Module):
@@ -22,13 +28,20 @@ class DecodeHead(nn.Module):
     EncNet's SE loss, OCRNet's object-region loss) override :meth:`losses`; the segmentor adds the
     main cross entropy itself.
 
+    Every head takes the same arguments in the same order: ``in_channels`` and ``num_classes``
+    positionally, then keyword-only ``channels``, the method's own options, ``dropout`` and
+    ``in_index``, and last the three the segmentor supplies to every head, declared once here.
+
     Args:
         in_channels: channels of every backbone level ``[C2, C3, C4, C5]``.
-        channels: width of the head's last feature map (the input of ``cls_seg``).
         num_classes: K.
+        channels: width of the head's last feature map (the input of ``cls_seg``).
         dropout: ``cls_seg``'s dropout probability (0.1 unless a paper says otherwise); channel-wise
             (Dropout2d) unless the head sets ``channel_dropout = False``.
         in_index: which backbone level feeds the head (-1 = C5).
+        output_stride: the backbone's output stride (ASPP's rates follow from it).
+        ignore_index: label value the head's own losses skip (255).
+        class_weight: per-class weights of the head's own cross entropies (OCRNet's regions).
     """
 
     uses_positions = False  # HANet reads per-row image positions
@@ -37,16 +50,23 @@ class DecodeHead(nn.Module):
     def __init__(
         self,
         in_channels: Sequence[int],
-        channels: int,
         num_classes: int,
+        *,
+        channels: int,
         dropout: float = 0.1,
         in_index: int = -1,
+        output_stride: int = 8,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = list(in_channels)
         self.channels = channels
         self.num_classes = num_classes
         self.in_index = in_index
+        self.output_stride = output_stride
+        self.ignore_index = ignore_index
+        self.class_weight = list(class_weight) if class_weight is not None else None
         drop = nn.Dropout2d if self.channel_dropout else nn.Dropout
         self.dropout = drop(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -35,25 +35,26 @@ class CPHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
+        channels: int = 512,
         prior_size: Sequence[int] | int = (64, 64),
         prior_channels: int = 512,
-        channels: int = 512,
         kernel_size: int = 11,
         prior_groups: int = 1,
         affinity_weight: float = 1.0,
         unary_weight: float = 1.0,
         global_weight: float = 1.0,
         ignore_mode: str = "extra_class",
-        ignore_index: int = 255,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         self.context_prior = ContextPriorLayer(self.input_channels, prior_channels, prior_size, kernel_size, prior_groups)
         self.prior_size = self.context_prior.prior_size
         self.bottleneck = ConvBNReLU(self.context_prior.out_channels, channels, 3)
         self.affinity_weight = affinity_weight
-        self.affinity_loss = AffinityLoss(num_classes, ignore_index, unary_weight, global_weight, ignore_mode)
+        self.affinity_loss = AffinityLoss(num_classes, self.ignore_index, unary_weight, global_weight, ignore_mode)
 
     def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
         x, prior_logits = self.context_prior(features[self.in_index])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -37,22 +37,23 @@ class EncHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 512,
         num_codes: int = 32,
         lateral: bool = False,
         se_weight: float = 0.2,
-        ignore_index: int = 255,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         self.conv5 = ConvBNReLU(self.input_channels, channels, 3)
         self.lateral_convs = nn.ModuleList([ConvBNReLU(c, channels, 1) for c in self.in_channels[1:3]]) if lateral else None
         self.fusion = ConvBNReLU(3 * channels, channels, 3) if lateral else None
         self.enc_module = EncModule(channels, num_codes)
         self.se_layer = nn.Linear(channels, num_classes)
         self.se_weight = se_weight
-        self.se_loss = SemanticEncodingLoss(num_classes, ignore_index)
+        self.se_loss = SemanticEncodingLoss(num_classes, self.ignore_index)
 
     def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
         x = self.conv5(features[self.in_index])

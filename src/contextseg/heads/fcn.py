@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -28,14 +28,16 @@ class FCNHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 512,
         num_convs: int = 2,
         concat_input: bool = True,
         kernel_size: int = 3,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         if num_convs < 1:
             raise ValueError(f"FCNHead needs num_convs >= 1, got {num_convs}")
         c_in = self.input_channels

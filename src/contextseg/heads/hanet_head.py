@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -49,16 +49,17 @@ class HANetHead(DeepLabV3PlusHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 256,
         c1_channels: int = 48,
-        output_stride: int = 8,
         dilations: Sequence[int] | None = None,
         hanet_reduction: int = 64,
         hanet_rows: int = 16,
         dropout: float = 0.0,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes, channels, c1_channels, output_stride, dilations, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, c1_channels=c1_channels, dilations=dilations, dropout=dropout, in_index=in_index, **shared)
         c4, c5 = self.in_channels[2], self.input_channels
         aspp = self.aspp.out_channels
         blocks = [(c4, c5), (c5, aspp), (aspp, channels), (c1_channels + channels, channels)]

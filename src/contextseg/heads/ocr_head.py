@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ class OCRHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 512,
         key_channels: int = 256,
         region_channels: int = 256,
@@ -42,14 +43,13 @@ class OCRHead(DecodeHead):
         query_scale: int = 1,
         concat_inputs: bool = False,
         region_weight: float = 0.4,
-        class_weight: Sequence[float] | None = None,
-        ignore_index: int = 255,
         dropout: float | None = None,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
         if dropout is None:
             dropout = 0.05 if concat_inputs else 0.1
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         self.concat_inputs = concat_inputs
         if concat_inputs:  # HRNet: every branch, upsampled and concatenated (720 channels for W48)
             c_in = sum(self.in_channels)
@@ -62,7 +62,7 @@ class OCRHead(DecodeHead):
         self.object_context = ObjectContextBlock(channels, key_channels, query_scale)
         self.fuse = ConvBNReLU(2 * channels, channels, 1)
         self.region_weight = region_weight
-        self.region_loss = CrossEntropyLoss(ignore_index, class_weight)
+        self.region_loss = CrossEntropyLoss(self.ignore_index, self.class_weight)
 
     @torch.no_grad()
     def init_weights(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -41,12 +41,14 @@ class PSPHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 512,
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         c_in = self.input_channels
         self.ppm = PyramidPoolingModule(c_in, channels, pool_scales)
         self.bottleneck = ConvBNReLU(c_in + len(pool_scales) * channels, channels, 3)

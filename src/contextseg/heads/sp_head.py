@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -30,14 +30,16 @@ class SPHead(DecodeHead):
         self,
         in_channels: Sequence[int],
         num_classes: int,
+        *,
         channels: int = 512,
         mpm_channels: int = 1024,
         pool_sizes: Sequence[int | Sequence[int]] = (20, 12),
         num_mpm: int = 2,
         dropout: float = 0.1,
         in_index: int = -1,
+        **shared: Any,
     ) -> None:
-        super().__init__(in_channels, channels, num_classes, dropout, in_index)
+        super().__init__(in_channels, num_classes, channels=channels, dropout=dropout, in_index=in_index, **shared)
         self.trans_layer = ConvBNReLU(self.input_channels, mpm_channels, 1)
         self.mixed_pooling = nn.Sequential(*[MixedPooling(mpm_channels, pool_sizes) for _ in range(num_mpm)])
         self.score_conv = ConvBNReLU(mpm_channels, channels, 3)

@@ -22,7 +22,6 @@ class OCRNet(Segmentor):
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
         kwargs.setdefault("concat_inputs", self.backbone.name.startswith("hrnet"))
-        kwargs.setdefault("class_weight", self.class_weight)
         kwargs.setdefault("region_channels", self.aux_channels)  # the object-region head is OCRNet's aux head
         return super().build_decode_head(in_channels, num_classes, **kwargs)
 

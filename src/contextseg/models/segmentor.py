@@ -96,15 +96,14 @@ class Segmentor(nn.Module):
         return TimmBackbone(name, output_stride, pretrained)
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
-        accepted = inspect.signature(self.head_cls).parameters
-        if "output_stride" in accepted:
-            kwargs.setdefault("output_stride", self.backbone.output_stride)
-        if "ignore_index" in accepted:  # heads with their own loss terms
-            kwargs.setdefault("ignore_index", self.ignore_index)
-        return self.head_cls(in_channels, num_classes, **kwargs)
+        return self.head_cls(in_channels, num_classes, **kwargs, **self.head_context())
+
+    def head_context(self) -> dict[str, Any]:
+        """What the segmentor supplies to every head (see :class:`DecodeHead`)."""
+        return {"output_stride": self.backbone.output_stride, "ignore_index": self.ignore_index, "class_weight": self.class_weight}
 
     def build_aux_head(self, in_channels: list[int], num_classes: int) -> DecodeHead | None:
-        return FCNHead(in_channels, num_classes, channels=self.aux_channels, num_convs=1, concat_input=False, in_index=2)
+        return FCNHead(in_channels, num_classes, channels=self.aux_channels, num_convs=1, concat_input=False, in_index=2, **self.head_context())
 
     @property
     def uses_positions(self) -> bool:
@@ -202,5 +201,5 @@ class Segmentor(nn.Module):
         for klass in (Segmentor, cls):  # the segmentor's and a subclass's own keywords (e.g. SPNet's spm)
             params.update({n: p for n, p in inspect.signature(klass.__init__).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"})
         head = inspect.signature(cls.head_cls).parameters
-        params.update({n: p for n, p in head.items() if n not in ("in_channels", "num_classes", "self", "ignore_index", "class_weight")})
+        params.update({n: p for n, p in head.items() if p.kind is p.KEYWORD_ONLY})
         return params
