@@ -11,7 +11,6 @@ from contextseg.engine.explain import EXPLAINED, NothingToExplain, explain, rend
 
 pytest.importorskip("matplotlib")
 
-SMALL = {"cpnet": {"prior_size": (6, 8), "prior_channels": 8}, "spnet": {"pool_sizes": (3, 2), "mpm_channels": 32}, "ocrnet": {"key_channels": 8}}
 FILES = {
     "cpnet": ["prior"],
     "ocrnet": ["regions", "pixel_region_attention"],
@@ -24,7 +23,8 @@ CLASSES = ["sky", "building", "road", "car"]
 
 def tiny(name):
     torch.manual_seed(0)
-    model = cs.create_model(name, num_classes=4, backbone="resnet18d", output_stride=8, channels=16, **SMALL.get(name, {})).eval()
+    options = cs.models.get_model_class(name).small_options((48, 64))  # CPNet: a 6x8 prior
+    model = cs.create_model(name, num_classes=4, backbone="resnet18d", output_stride=8, channels=16, **options).eval()
     model.meta.update(classes=CLASSES, palette=[[0, 0, 255], [128, 0, 0], [128, 64, 128], [0, 0, 142]])
     return model
 

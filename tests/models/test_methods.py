@@ -4,20 +4,13 @@ import pytest
 import torch
 
 import contextseg as cs
-from contextseg.engine.builders import feature_size
 from contextseg.data import build_dataset
 from contextseg.data.transforms import EvalTransform
 
 METHODS = ["cpnet", "encnet", "ocrnet", "spnet", "hanet"]
-SMALL = {"spnet": {"pool_sizes": (4, 2), "mpm_channels": 128}}
-
-
 def build(name, size, num_classes=9, **kw):
-    kwargs = dict(SMALL.get(name, {}))
-    if name == "cpnet":
-        kwargs["prior_size"] = feature_size(size, 8)
-    kwargs.update(kw)
-    return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **kwargs)
+    options = cs.models.get_model_class(name).small_options(size)
+    return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **{**options, **kw})
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -4,19 +4,11 @@ import pytest
 import torch
 
 import contextseg as cs
-from contextseg.engine.builders import feature_size
-
-# method-specific keyword arguments a model needs at these tiny sizes (e.g. CPNet's prior size)
-SMALL_KWARGS: dict[str, dict] = {"spnet": {"pool_sizes": (4, 2), "mpm_channels": 128}}
-LOSS_TERMS = {"cpnet": "loss_affinity", "encnet": "loss_se", "ocrnet": "loss_object_regions"}
-
 
 def small_model(name, num_classes=5, size=(65, 97), **kw):
-    kwargs = dict(SMALL_KWARGS.get(name, {}))
-    if name == "cpnet":
-        kwargs["prior_size"] = feature_size(size, 8)
-    kwargs.update(kw)
-    return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **kwargs)
+    """Any registered model at a small size: its own ``small_options`` say what it needs."""
+    cls = cs.models.get_model_class(name)
+    return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **{**cls.small_options(size), **kw})
 
 
 def test_list_models_has_the_baselines():
@@ -51,7 +43,7 @@ def test_train_loss_dict_and_backward_reaches_every_parameter(name):
     y[:, :5] = 255
     losses = model(x, y)
     expected = {"loss", "loss_seg"} | ({"loss_aux"} if model.aux_head is not None else set())
-    expected |= {LOSS_TERMS[name]} if name in LOSS_TERMS else set()
+    expected |= set(type(model).loss_terms)
     assert set(losses) == expected
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     parts = sum(v for k, v in losses.items() if k != "loss")

@@ -11,3 +11,4 @@ __all__ = ["EncNet"]
 class EncNet(Segmentor):
     head_cls = EncHead
     description = "EncNet: Encoding layer, channel gating and the SE loss (Zhang et al., CVPR 2018)"
+    loss_terms = ("loss_se",)

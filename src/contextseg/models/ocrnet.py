@@ -19,6 +19,7 @@ __all__ = ["OCRNet"]
 class OCRNet(Segmentor):
     head_cls = OCRHead
     description = "OCRNet: object-contextual representations over soft object regions (Yuan et al., ECCV 2020)"
+    loss_terms = ("loss_object_regions",)
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
         kwargs.setdefault("concat_inputs", self.backbone.name.startswith("hrnet"))

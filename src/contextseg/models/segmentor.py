@@ -53,6 +53,7 @@ class Segmentor(nn.Module):
 
     head_cls: type[DecodeHead] = FCNHead
     description: str = ""
+    loss_terms: tuple[str, ...] = ()  # the method's own weighted loss terms, besides loss_seg and loss_aux
     aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
     align_corners = False  # how logits are upsampled to the input (HANet's release: True)
 
@@ -193,6 +194,12 @@ class Segmentor(nn.Module):
         finally:
             self.train(was_training)
         return labels if isinstance(images, torch.Tensor) and images.ndim == 4 else labels[0]
+
+    @classmethod
+    def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
+        """Keywords that make the model work on small ``size`` inputs at output stride 8 (tests,
+        benchmarks): e.g. CPNet's prior for that feature size, SPNet's pool sizes."""
+        return {}
 
     @classmethod
     def options(cls) -> dict[str, inspect.Parameter]:

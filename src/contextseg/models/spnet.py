@@ -19,6 +19,10 @@ class SPNet(Segmentor):
     head_cls = SPHead
     description = "SPNet: strip pooling in the backbone, mixed pooling in the head (Hou et al., CVPR 2020)"
 
+    @classmethod
+    def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
+        return {"pool_sizes": (4, 2), "mpm_channels": 128}  # the paper's (20, 12) need 60x60 features
+
     def __init__(self, num_classes: int, spm: bool = True, **kwargs: Any) -> None:
         self._spm = spm
         super().__init__(num_classes, **kwargs)
