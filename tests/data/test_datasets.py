@@ -265,6 +265,27 @@ def test_sixteen_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
     assert np.array_equal(rgb[..., 0], expected) and np.array_equal(rgb[..., 2], expected)
 
 
+def test_median_frequency_weights_by_hand(tmp_path):
+    from contextseg.data.base import median_frequency_weights
+
+    root = tmp_path / "ds"
+    (root / "classes.txt").parent.mkdir(parents=True)
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    one = np.zeros((4, 4), np.uint8)
+    one[0] = 1  # class 0: 12 px, class 1: 4 px
+    two = np.zeros((4, 4), np.uint8)
+    two[2:] = 2  # class 0: 8 px, class 2: 8 px
+    two[0, 0] = 255  # ignored: counts for neither class
+    for k, mask in enumerate((one, two)):
+        write_image(root / "images" / "train" / f"{k}.png", 4, 4)
+        write_mask(root / "masks" / "train" / f"{k}.png", mask)
+    dataset = build_dataset("folder", root, "train")
+    # f = pixels of c / pixels of the images where c occurs: [19/32, 4/16, 8/16]; median 0.5
+    f = np.array([19 / 32, 4 / 16, 8 / 16])
+    assert np.allclose(median_frequency_weights(dataset), 0.5 / f, atol=1e-4)
+    assert np.allclose(median_frequency_weights(dataset, 0.5), np.sqrt(0.5 / f), atol=1e-4)
+
+
 # -- the real CamVid -----------------------------------------------------------------------------------
 @pytest.mark.skipif(not CAMVID_ROOT.is_dir(), reason="real CamVid not found in ../shared/datasets/camvid")
 def test_real_camvid():

@@ -150,3 +150,15 @@ def test_cached_dataset_decodes_each_sample_once(tmp_path, monkeypatch):
     first = trainer.train_set[3]
     second = trainer.train_set[3]
     assert calls == [3] and torch.equal(first["image"], second["image"]) and second["mask"].dtype == torch.int64
+
+
+def test_class_balance_weights_reach_the_loss(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg.data.class_balance = "sqrt_median_frequency"
+    trainer = Trainer(cfg, progress=False)
+    from contextseg.data.base import median_frequency_weights
+
+    expected = median_frequency_weights(trainer.train_set, 0.5)
+    assert trainer.model.criterion.class_weight is not None
+    assert torch.allclose(torch.as_tensor(trainer.model.criterion.class_weight, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
+    assert torch.allclose(torch.as_tensor(trainer.model.aux_criterion.class_weight, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))

@@ -111,6 +111,31 @@ def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch
     return image_t, mask_t
 
 
+def median_frequency_weights(dataset: "SegmentationDataset", power: float = 1.0) -> list[float]:
+    """Median frequency balancing (Eigen & Fergus, ICCV 2015; SegNet): ``w_c = (median_f / f_c) ** power``
+    with ``f_c`` = pixels of class c / pixels of the images in which c occurs (ignore excluded
+    from the class counts). ``power=0.5`` gives the softer square-root weights. A class that never
+    occurs gets weight 1.
+
+    Shape:
+        ``-> [K]`` floats, in class order.
+    """
+    k = dataset.num_classes
+    counts = torch.zeros(k, dtype=torch.float64)
+    present_pixels = torch.zeros(k, dtype=torch.float64)
+    for i in range(len(dataset)):
+        mask = dataset.load_mask(i)
+        valid = mask[(mask >= 0) & (mask < k)]
+        c = torch.bincount(valid.flatten(), minlength=k).double()
+        counts += c
+        present_pixels += (c > 0).double() * mask.numel()
+    seen = counts > 0
+    freq = counts[seen] / present_pixels[seen]
+    weights = torch.ones(k, dtype=torch.float64)
+    weights[seen] = (freq.median() / freq) ** power
+    return [round(float(w), 4) for w in weights]
+
+
 class SegmentationDataset(Dataset):
     """Base class. ``dataset[i]`` is ``(image uint8 (3, H, W), mask int64 (H, W))`` or, with
     ``transforms``, whatever ``transforms(image, mask)`` returns.

@@ -9,11 +9,12 @@ from contextlib import nullcontext
 import torch
 
 from ..data import build_dataset
+from ..data.base import median_frequency_weights
 from ..data.transforms import EvalTransform, TrainTransform
 from ..models import Segmentor, create_model, get_model_class
 from .config import Config, ConfigError
 
-__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "size_warnings", "autocast_context"]
+__all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "size_warnings", "class_balance_weights", "autocast_context"]
 
 
 def _dataset(cfg: Config, split: str, transforms):
@@ -86,7 +87,14 @@ def feature_size(crop_size, stride: int) -> tuple[int, int]:
     return tuple(math.ceil(int(c) / int(stride)) for c in crop_size)
 
 
-def build_model(cfg: Config, num_classes: int, ignore_index: int = 255) -> Segmentor:
+def class_balance_weights(cfg: Config, dataset) -> list[float] | None:
+    """The class weights ``data.class_balance`` asks for, from ``dataset``'s masks (or None)."""
+    if cfg.data.class_balance is None:
+        return None
+    return median_frequency_weights(dataset, 0.5 if cfg.data.class_balance == "sqrt_median_frequency" else 1.0)
+
+
+def build_model(cfg: Config, num_classes: int, ignore_index: int = 255, class_weight: list[float] | None = None) -> Segmentor:
     """The model of ``cfg.model`` for ``num_classes``.
 
     CPNet's ``prior_size`` follows from the training crop: ``data.crop_size`` over the backbone's
@@ -99,6 +107,10 @@ def build_model(cfg: Config, num_classes: int, ignore_index: int = 255) -> Segme
     if given is not None and int(given) != num_classes:
         raise ConfigError(f"model.num_classes={given} but dataset {cfg.data.name!r} has {num_classes} classes")
     options.setdefault("ignore_index", ignore_index)
+    if class_weight is not None:
+        if options.get("class_weight") is not None:
+            raise ConfigError(f"model.class_weight and data.class_balance={cfg.data.class_balance!r} both set class weights; keep one")
+        options["class_weight"] = class_weight
     wants_prior = "prior_size" in get_model_class(name).options()
     stated = options.pop("prior_size", None) if wants_prior else None
     if wants_prior:

@@ -78,6 +78,7 @@ class DataConfig:
     photometric: bool = True
     num_workers: int = 2
     cache: bool = False  # keep decoded samples in memory (uint8) after their first read
+    class_balance: str | None = None  # class weights of the cross entropies from the training masks: median_frequency | sqrt_median_frequency
 
 
 @dataclass
@@ -203,6 +204,8 @@ def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) ->
     _pair(data.base_size, f"{source}: data.base_size (long, short)")
     _pair(ev.crop_size, f"{source}: evaluate.crop_size (h, w)")
     _pair(ev.stride, f"{source}: evaluate.stride (h, w)")
+    if data.class_balance not in (None, "median_frequency", "sqrt_median_frequency"):
+        raise ConfigError(f"{source}: data.class_balance must be median_frequency, sqrt_median_frequency or null, got {data.class_balance!r}")
     if train.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"{source}: train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
     if train.schedule not in ("poly", "cosine"):

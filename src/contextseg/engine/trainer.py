@@ -19,7 +19,15 @@ from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from .builders import autocast_context, build_eval_dataset, build_model, build_train_dataset, size_warnings, train_transform
+from .builders import (
+    autocast_context,
+    build_eval_dataset,
+    build_model,
+    build_train_dataset,
+    class_balance_weights,
+    size_warnings,
+    train_transform,
+)
 from .checkpoint import (
     ensure_writable_folder,
     find_resume,
@@ -84,7 +92,10 @@ class Trainer:
         if is_main_process():
             for warning in size_warnings(cfg, self.train_set):
                 print(f"warning: {warning}", file=sys.stderr, flush=True)
-        self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index).to(self.device)
+        weights = class_balance_weights(cfg, self.train_set)
+        if weights is not None and is_main_process():
+            print(f"data.class_balance={cfg.data.class_balance}: class weights {weights}", flush=True)
+        self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index, weights).to(self.device)
         if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
             self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
         self.val_set = build_eval_dataset(cfg)
