@@ -31,8 +31,8 @@ def height_encoding(rows: int, channels: int) -> torch.Tensor:
     pos = np.arange(rows, dtype=np.float64)[:, None]
     idx = np.arange(channels)[None, :]
     angle = pos / np.power(cycle, 2 * (idx // 2) / channels)
-    table = np.where(idx % 2 == 0, np.sin(angle), np.cos(angle)) + 1.0
-    return torch.from_numpy(table).float()
+    table = np.where(idx % 2 == 0, np.sin(angle), np.cos(angle))
+    return torch.from_numpy(table).float() + 1.0  # float32, then +1 in float32: the release's exact table
 
 
 class HeightAttention(nn.Module):
