@@ -242,7 +242,42 @@ def hanet(root: Path) -> list[tuple[str, float]]:
                     theirs,
                     key_map,
                 )
+    rows += hanet_model_conversion(root)
     return rows
+
+
+def hanet_model_conversion(root: Path) -> list[tuple[str, float]]:
+    """The released DeepV3PlusHANet (R101, variant D, flags 1 1 1 1 0) with random weights, its
+    state dict converted by ``contextseg.engine.convert.from_hanet``: logits of both, eval mode."""
+    import functools
+    import importlib
+
+    from contextseg.engine.convert import from_hanet
+
+    resnet = importlib.import_module("network.Resnet")
+    resnet.resnet101 = functools.partial(resnet.resnet101, pretrained=False)  # the ImageNet file is not needed
+    with cpu_only():
+        deepv3 = importlib.import_module("network.deepv3")
+        args = types.SimpleNamespace(hanet=[1, 1, 1, 1, 0], hanet_set=[3, 64, 3], hanet_pos=[2, 1], pos_rfactor=8, pooling="mean",
+                                     dropout=0.1, pos_noise=0.5, aux_loss=True, attention_loss=0.0)
+        sys.modules["config"].cfg.MODEL.BNFUNC = nn.BatchNorm2d  # the network's 2-D norms
+        theirs = deepv3.DeepV3PlusHANet(19, trunk="resnet-101", variant="D", args=args)
+        for block in (theirs.hanet0, theirs.hanet1, theirs.hanet2, theirs.hanet3):  # their 1-D norms
+            block.attention_first[1] = nn.BatchNorm1d(block.attention_first[1].num_features)
+            block.attention_second[1] = nn.BatchNorm1d(block.attention_second[1].num_features)
+    randomise(theirs, 21)
+    theirs.eval()
+    ours = from_hanet({k: v.clone() for k, v in theirs.state_dict().items()})
+    ours.eval()
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(22))
+    top, image_height = 40, 360
+    rows_img = top + torch.arange(96)
+    pos_h = (rows_img * 128 // image_height).view(1, 96, 1).expand(1, 96, 128)
+    with torch.no_grad(), cpu_only():
+        out_b = theirs(x, pos=(pos_h, None))
+        out_a = ours(x, positions=(rows_img.double() / image_height)[None])
+    assert torch.isfinite(out_a).all() and out_a.abs().mean() > 0, "degenerate logits"
+    return [("HANet release model -> contextseg.convert.from_hanet: logits (eval)", (out_a - out_b).abs().max().item())]
 
 
 # -- CPNet -----------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ class TimmBackbone(nn.Module):
             a path to a local ``.pth``/``.pt``/``.safetensors`` state dict of the timm model.
         pad_multiple: pad inputs to a multiple of this and crop the features back. ``None`` picks
             32 for HRNet (its fuse layers need exact powers of two) and no padding otherwise.
+        contract_dilation: the first block of a dilated ResNet stage keeps the previous stage's
+            dilation (timm, torchvision and mmseg do this). ``False`` dilates every block of the
+            stage alike, as the HANet release (``variant D``) does.
 
     Shape:
         ``(B, 3, H, W) -> [(B, C_i, ceil(H / r_i), ceil(W / r_i)) for the four levels]`` with
@@ -48,6 +51,7 @@ class TimmBackbone(nn.Module):
         output_stride: int = 8,
         pretrained: bool | str | os.PathLike | None = None,
         pad_multiple: int | None = None,
+        contract_dilation: bool = True,
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -77,6 +81,8 @@ class TimmBackbone(nn.Module):
         if pad_multiple is None:
             pad_multiple = 32 if name.startswith("hrnet") else 1
         self.pad_multiple = pad_multiple
+        if not contract_dilation:
+            _dilate_first_blocks(self.body)
         if pretrained not in (None, False, True):
             load_backbone_weights(self.body, pretrained)
 
@@ -90,6 +96,19 @@ class TimmBackbone(nn.Module):
         if ph or pw:
             feats = [f[..., : math.ceil(h / r), : math.ceil(w / r)] for f, r in zip(feats, self.reductions)]
         return feats
+
+
+def _dilate_first_blocks(body: nn.Module) -> None:
+    """Give the 3x3 convolutions of each dilated stage's first block the stage's own dilation."""
+    stages = [getattr(body, f"layer{i}", None) for i in (2, 3, 4)]
+    if any(stage is None for stage in stages):
+        raise ValueError("contract_dilation=False needs a ResNet backbone with layer1..layer4")
+    for stage in stages:
+        convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+        dilation = max(m.dilation[0] for m in convs)
+        for m in stage[0].modules():
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.dilation[0] < dilation:
+                m.dilation, m.padding = (dilation, dilation), (dilation, dilation)
 
 
 def load_backbone_weights(module: nn.Module, path: str | os.PathLike) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from ..engine.checkpoint import ensure_writable_folder
 from ..engine.saved_model import load, load_checkpoint_model
+from ..engine.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import ConfigError, load_config
 
@@ -166,6 +167,7 @@ def cmd_predict(args) -> int:
 
     from ..data import colorize
     from ..data.base import DatasetError, read_image
+    from ..data.palettes import default_palette
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
     from ..engine.plots import add_legend
@@ -175,7 +177,7 @@ def cmd_predict(args) -> int:
     ensure_writable_folder(out, "--out")
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
-    palette = [tuple(c) for c in model.meta["palette"]]
+    palette = [tuple(c) for c in model.meta.get("palette") or default_palette(model.num_classes)]
     ctx = autocast_context(device, cfg.train.precision)
     done, failed = 0, []
     for path, label_path, overlay_path in targets:
@@ -191,7 +193,8 @@ def cmd_predict(args) -> int:
         Image.fromarray(labels).save(label_path)
         colour = colorize(labels, palette).astype(np.float32)
         overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
-        Image.fromarray(add_legend(overlay, labels, model.meta["classes"], palette)).save(overlay_path)
+        classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
+        Image.fromarray(add_legend(overlay, labels, classes, palette)).save(overlay_path)
         done += 1
     print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
     return 1 if failed else 0
@@ -222,6 +225,29 @@ def cmd_explain(args) -> int:
         written += render(explanation, out, path.stem)
     print(f"wrote {len(written)} picture(s) to {out}: {', '.join(p.name for p in written)}" + (f"; {len(failed)} image(s) failed" if failed else ""))
     return 1 if failed else 0
+
+
+def cmd_convert(args) -> int:
+    from ..engine.convert import from_encoding_resnet, from_hanet
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {args.out!r} exists already; pass --overwrite to replace it")
+    if args.source == "hanet":
+        model = from_hanet(args.checkpoint)
+        ensure_writable_folder(out, "--out")
+        save(model, out)
+        print(f"wrote {out}: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a Cityscapes CONFIG)")
+        return 0
+    from safetensors.torch import save_file
+
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out {args.out!r}: a converted backbone is written as a .safetensors file")
+    name, state = from_encoding_resnet(args.checkpoint)
+    ensure_writable_folder(out.parent, "--out")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    print(f"wrote {out}: train with model.backbone={name} model.pretrained_backbone={out}")
+    return 0
 
 
 # -- models -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``contextseg``: train, eval, predict, explain, models, data, bench, export."""
+"""``contextseg``: train, eval, predict, explain, convert, models, data, bench, export."""
 
 from __future__ import annotations
 
@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pixel", type=_pixel, action="append", help="x,y in the image (repeat; default: one pixel on each of the largest predicted classes)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+    p = sub.add_parser("convert", help="official weights as contextseg models or backbones")
+    p.add_argument("source", choices=("hanet", "encoding-resnet"), help="hanet: a released HANet Cityscapes model; encoding-resnet: PyTorch-Encoding's deep-stem ImageNet ResNet-50/101")
+    p.add_argument("checkpoint", help="the official .pth file")
+    p.add_argument("--out", required=True, help="hanet: a saved-model folder; encoding-resnet: a .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     p = sub.add_parser("models", help="list model names with parameter counts and descriptions")
     p.add_argument("--backbone", default="resnet50d")

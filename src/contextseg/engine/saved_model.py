@@ -42,6 +42,8 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     whose data/evaluate sections replace the checkpoint's) and ``overrides`` adjust the config."""
     from .builders import build_model
 
+    if Path(path).is_dir():
+        return _saved_model_with_config(Path(path), device, config, overrides)
     path = str(path)
     ckpt = load_checkpoint(path, map_location="cpu")
     if "config" not in ckpt or "classes" not in ckpt:
@@ -73,6 +75,22 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
         inference={k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")},
     )
     return model.to(device).eval(), cfg, ckpt
+
+
+def _saved_model_with_config(folder: Path, device, config: str | None, overrides: list[str] | None) -> tuple[Segmentor, Config, dict]:
+    """A saved-model folder read like a checkpoint: ``config`` (data/evaluate/train sections) and
+    ``overrides`` say what to evaluate on; without them the model keeps its own settings."""
+    model = from_pretrained(folder, device)
+    model_section = {k: v for k, v in model.meta["model"].items() if k != "num_classes"}
+    raw: dict = {"name": folder.name, "model": model_section}
+    if config is not None:
+        user = read_yaml(config)
+        raw.update({k: user[k] for k in ("data", "evaluate", "train") if k in user})
+    cfg = Config.from_dict(apply_overrides(raw, overrides or []), source=f"saved model {folder}")
+    if config is not None or overrides:
+        model.meta["inference"] = {k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")}
+    ckpt = {"classes": model.meta.get("classes") or [str(k) for k in range(model.num_classes)], "palette": model.meta.get("palette", []), "config": cfg.to_dict()}
+    return model, cfg, ckpt
 
 
 def save_pretrained(model: Segmentor, directory: str | os.PathLike) -> Path:

@@ -41,6 +41,7 @@ class Segmentor(nn.Module):
         ignore_index: label value ignored by every loss (255).
         class_weight: optional per-class weights of the cross entropy.
         ohem_thresh, ohem_min_kept: online hard example mining on the main output only.
+        contract_dilation: False dilates the first block of each dilated stage fully (HANet's release).
         **head_kwargs: options of the decode head (see each model's head class).
 
     Forward:
@@ -70,6 +71,7 @@ class Segmentor(nn.Module):
         class_weight: Sequence[float] | None = None,
         ohem_thresh: float | None = None,
         ohem_min_kept: int = 100000,
+        contract_dilation: bool = True,
         **head_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -80,6 +82,7 @@ class Segmentor(nn.Module):
         self.class_weight = list(class_weight) if class_weight is not None else None
         self.aux_weight = aux_weight
         self.aux_channels = int(aux_channels)
+        self._contract_dilation = contract_dilation
         self.backbone = self.build_backbone(backbone, output_stride, pretrained_backbone)
         self.decode_head = self.build_decode_head(self.backbone.channels, self.num_classes, **head_kwargs)
         self.aux_head = self.build_aux_head(self.backbone.channels, self.num_classes) if aux_head else None
@@ -94,7 +97,7 @@ class Segmentor(nn.Module):
 
     # -- construction hooks -------------------------------------------------------------------
     def build_backbone(self, name: str, output_stride: int, pretrained) -> TimmBackbone:
-        return TimmBackbone(name, output_stride, pretrained)
+        return TimmBackbone(name, output_stride, pretrained, contract_dilation=self._contract_dilation)
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
         return self.head_cls(in_channels, num_classes, **kwargs, **self.head_context())
