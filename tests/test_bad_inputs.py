@@ -183,3 +183,35 @@ def test_diverged_training_is_stopped_and_never_saved(world, tmp_path):
     assert "fp32" not in out  # the run already is fp32
     last = tmp_path / "run" / "last.pt"
     assert not last.exists() or all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values() if v.is_floating_point())
+
+
+# -- data that is silently wrong -----------------------------------------------------------------
+def test_data_check_names_orphan_masks_and_a_shared_problem_once(tmp_path):
+    root = _folder_dataset(tmp_path / "ds")
+    Image.fromarray(np.ones((32, 48), np.uint8)).save(root / "masks" / "train" / "orphan.png")
+    before = digest([root])
+    code, out = cli("data", "check", "folder", root)
+    check(code, out, 1, "orphan.png", "has no image")
+    (root / "classes.txt").unlink()
+    code, out = cli("data", "check", "folder", root)
+    check(code, out, 1, "classes.txt")
+    assert out.count("classes.txt does not exist") == 1, out
+    assert digest([root]) == {k: v for k, v in before.items() if not k.endswith("classes.txt")}
+
+
+def test_sixteen_bit_grayscale_is_read_as_its_eight_bit_image(world, tmp_path):
+    gray = np.random.default_rng(3).integers(0, 256, (40, 56)).astype(np.uint8)
+    (tmp_path / "in16").mkdir()
+    (tmp_path / "in8").mkdir()
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "in16" / "g.png")
+    Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(tmp_path / "in8" / "g.png")
+    for name in ("in16", "in8"):
+        code, out = cli("predict", tmp_path / name, "--checkpoint", world["ckpt"], "--out", tmp_path / f"out_{name}")
+        check(code, out, 0, "wrote 1")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out_in16" / "g.png")), np.asarray(Image.open(tmp_path / "out_in8" / "g.png")))
+
+
+def test_a_crop_larger_than_every_image_is_said_once(world, tmp_path):
+    code, out = cli("train", world["config"], "data.crop_size=[512, 512]", "train.max_iters=2", f"train.work_dir={tmp_path / 'run'}")
+    check(code, out, 0, "larger than every training image")
+    assert out.count("warning:") == 1, out
