@@ -346,17 +346,21 @@ def cpnet(root: Path) -> list[tuple[str, float]]:
                "context_prior.aggregation.norm.": "aggregation.norm.", "context_prior.prior_conv.0.": "prior_conv.conv.", "context_prior.prior_conv.1.": "prior_conv.bn.",
                "context_prior.intra_conv.0.": "intra_conv.conv.", "context_prior.intra_conv.1.": "intra_conv.bn.", "context_prior.inter_conv.0.": "inter_conv.conv.",
                "context_prior.inter_conv.1.": "inter_conv.bn.", "bottleneck.0.": "bottleneck.conv.", "bottleneck.1.": "bottleneck.bn.", "conv_seg.": "conv_seg."}
-    for groups in (1, 4):
+    def prior_map(outputs):  # the fused head returns the map's factors, the plain one the map
+        return torch.sigmoid(outputs["prior"].logits() if "prior" in outputs else outputs["prior_logits"])
+
+    for groups, fused in ((1, True), (4, True), (1, False)):
+        form = "fused" if fused else "plain"
         theirs = head_module.CPHead(prior_channels=16, prior_size=(4, 6), am_kernel_size=5, groups=groups, in_channels=24, channels=12, num_classes=5,
                                     dropout_ratio=0.0, norm_cfg=dict(type="BN"), in_index=-1)
-        ours = CPHead([8, 12, 16, 24], 5, channels=12, prior_size=(4, 6), prior_channels=16, kernel_size=5, prior_groups=groups, dropout=0.0)
+        ours = CPHead([8, 12, 16, 24], 5, channels=12, prior_size=(4, 6), prior_channels=16, kernel_size=5, prior_groups=groups, dropout=0.0, fused=fused)
         randomise(theirs, 9 + groups)
         copy_weights(ours, theirs, key_map)
         x = torch.randn(2, 24, 4, 6, generator=torch.Generator().manual_seed(10))
         for mode in ("eval", "train"):
             getattr(ours, mode)(), getattr(theirs, mode)()
-            rows += compare(f"CPHead logits, groups {groups} ({mode})", lambda t: ours([t])["logits"], lambda t: theirs([t])[0], [x], ours, theirs, key_map)
-            rows += compare(f"CPHead prior map, groups {groups} ({mode})", lambda t: torch.sigmoid(ours([t])["prior_logits"]), lambda t: theirs([t])[1], [x], ours, theirs, key_map)
+            rows += compare(f"CPHead logits, {form}, groups {groups} ({mode})", lambda t: ours([t])["logits"], lambda t: theirs([t])[0], [x], ours, theirs, key_map)
+            rows += compare(f"CPHead prior map, {form}, groups {groups} ({mode})", lambda t: prior_map(ours([t])), lambda t: theirs([t])[1], [x], ours, theirs, key_map)
     # the loss on ordinary and on saturated logits (the release clamps log of a saturated sigmoid)
     labels = torch.randint(0, 5, (2, 16, 24), generator=torch.Generator().manual_seed(11))
     labels[:, :3] = 255

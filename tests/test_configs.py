@@ -55,3 +55,22 @@ def test_small_recipe_builds_and_runs_at_its_crop(path):
     with torch.no_grad():
         out = model(torch.randn(1, 3, *cfg.data.crop_size))
     assert out.shape == (1, 9, *cfg.data.crop_size)
+
+
+def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor():
+    """The 1024x1024 Cityscapes recipe at a reduced width (ResNet-18-D, 16-channel head): prior
+    128x128 derived from the crop, one training step, and nothing autograd saves is N x N."""
+    cfg = load_config(ROOT / "configs" / "cpnet" / "cpnet_r101d_4x2_80k_cityscapes_1024x1024.yaml",
+                      ["model.backbone=resnet18d", "model.pretrained_backbone=null", "model.channels=16", "model.prior_channels=16", "model.aux_channels=16"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 19).train()
+    assert model.decode_head.prior_size == (128, 128) and model.decode_head.context_prior.fused
+    n = 128 * 128
+    x, y = torch.randn(1, 3, 1024, 1024), torch.randint(0, 19, (1, 1024, 1024))
+    largest = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: largest.append(t.numel()) or t, lambda t: t):
+        losses = model(x, y)
+    losses["loss"].backward()
+    assert set(losses) == {"loss", "loss_seg", "loss_aux", "loss_affinity"} and torch.isfinite(losses["loss"])
+    assert max(largest) < n * n / 10  # the largest is the full-size logits; the plain form saves several (1, N, N) maps
+    assert model.decode_head.context_prior.prior_conv[0].weight.grad.abs().sum() > 0

@@ -58,7 +58,7 @@ def test_cpnet_heat_map_is_the_prior_row_of_the_model():
     x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
     x = ((x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None])[None]
     with torch.no_grad():
-        prior = torch.sigmoid(model.decode_head(model.backbone(x))["prior_logits"][0])  # (48, 48)
+        prior = torch.sigmoid(model.decode_head(model.backbone(x))["prior"].logits()[0])  # (48, 48), fused by default
     for (px, py), heat in zip([(20, 30), (60, 2)], e["prior"]):
         row = (py * 6 // 48) * 8 + px * 8 // 64
         assert np.allclose(heat, prior[row].view(6, 8).numpy(), atol=1e-6)

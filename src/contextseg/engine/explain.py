@@ -84,9 +84,10 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     inputs = captured.get("inputs", {})
     if name == "cpnet":
         h, w = prior
-        rows = torch.sigmoid(captured["head"]["prior_logits"][0].float())  # (N, N): row i = pixel i's prior
         index = [(y * h // size[0]) * w + (x * w // size[1]) for x, y in chosen]
-        out["prior"] = rows[index].view(len(index), h, w).cpu().numpy()
+        head = captured["head"]
+        logits = head["prior"].logits(index)[0] if "prior" in head else head["prior_logits"][0, index]  # row i = pixel i's prior
+        out["prior"] = torch.sigmoid(logits.float()).view(len(index), h, w).cpu().numpy()
     elif name == "ocrnet":
         gather = next(v for k, v in inputs.items() if k.endswith("gather"))
         block = next(v for k, v in inputs.items() if k.endswith("object_context"))

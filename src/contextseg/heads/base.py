@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..modules.common import init_conv_bn
+from ..modules.context_prior import PriorFactors
 
 __all__ = ["DecodeHead", "HeadOutput"]
 
@@ -15,7 +16,9 @@ class HeadOutput(TypedDict, total=False):
     """What a decode head returns: ``logits`` always, plus the tensors its own losses need."""
 
     logits: torch.Tensor  # (B, K, h, w)
-    prior_logits: torch.Tensor  # CPNet: (B, N, N) pre-sigmoid context prior map
+    prior_logits: torch.Tensor  # CPNet (plain): (B, N, N) pre-sigmoid context prior map
+    prior: PriorFactors  # CPNet (fused): the same map in factored form, never materialised
+    loss_affinity: torch.Tensor  # CPNet (fused, given targets): the Affinity Loss of its forward pass
     se_logits: torch.Tensor  # EncNet: (B, K) class-presence logits of the SE branch
     object_regions: torch.Tensor  # OCRNet: (B, K, h, w) soft object regions
 
@@ -46,6 +49,7 @@ class DecodeHead(nn.Module):
 
     uses_positions = False  # HANet reads per-row image positions
     channel_dropout = True  # cls_seg drops whole channels (Dropout2d); EncNet's release drops elements
+    loss_in_forward = False  # forward(features, targets=...) computes its loss in the same pass (fused CPNet)
 
     def __init__(
         self,

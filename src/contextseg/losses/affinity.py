@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules.common import precise_dtype
+from ..modules.context_prior import PriorFactors, _SigmoidPriorAttention, row_blocks
 
 __all__ = ["AffinityLoss", "affinity_targets"]
 
 _LOG_FLOOR = -100.0  # PyTorch's BCE clamps log at -100
 _TINY = math.exp(_LOG_FLOOR)
-_CHUNK_ELEMENTS = 1 << 22  # elements per chunk temporary (16 MiB in float32)
 
 
 def affinity_targets(labels: torch.Tensor, prior_size: tuple[int, int], num_classes: int, ignore_index: int = 255, ignore_mode: str = "extra_class") -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,87 +68,110 @@ def _neg_log_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > _TINY, -1.0 / x.clamp_min(_TINY), torch.zeros_like(x))
 
 
-def _row_chunks(batch: int, n: int):
-    """Row ranges of at most N/32 rows and 4M elements: each chunk temporary is <= 1/32 of the logits."""
-    step = max(1, min(n // 32, _CHUNK_ELEMENTS // max(1, batch * n)))
-    for start in range(0, n, step):
-        yield start, min(start + step, n)
+class AffinityRows:
+    """The Affinity Loss as row sums: fed the prior logits block by block (rows ``r0:r1``), it
+    needs O(B N C) memory, never A or P. Used by the dense loss below and, through the
+    :class:`~contextseg.modules.context_prior.RowLoss` protocol, by the fused Context Prior Layer.
+
+    Per row i: ``unary_i = -v_i sum_j v_j BCE terms``, ``pa_i = sum_j P_ij A'_ij``,
+    ``pv_i = sum_j P_ij v_j``, ``spec_i = sum_j v_j (1 - P_ij)(1 - A_ij)``.
+    """
+
+    def __init__(self, onehot: torch.Tensor, valid: torch.Tensor, unary_weight: float, global_weight: float) -> None:
+        self.onehot, self.valid = onehot, valid
+        self.unary_weight, self.global_weight = unary_weight, global_weight
+        b, n = valid.shape
+        self.unary, self.pa, self.pv, self.spec_num = (valid.new_zeros(b, n) for _ in range(4))
+
+    def affinity(self, r0: int, r1: int) -> torch.Tensor:
+        """Rows r0:r1 of A = L^ L^T, (B, r, N)."""
+        return torch.bmm(self.onehot[:, r0:r1], self.onehot.transpose(1, 2))
+
+    def accumulate(self, xc: torch.Tensor, r0: int, r1: int) -> None:
+        valid, vi = self.valid, self.valid[:, r0:r1]
+        a = self.affinity(r0, r1)
+        lsp = F.logsigmoid(xc).clamp_min(_LOG_FLOOR)
+        lsn = F.logsigmoid(-xc).clamp_min(_LOG_FLOOR)
+        # Eq. (2), unary BCE: -[A log P + (1 - A) log(1 - P)], over valid pairs
+        self.unary[:, r0:r1] = -vi * torch.bmm(lsn + a * (lsp - lsn), valid[..., None])[..., 0]
+        del lsp
+        p = torch.sigmoid(xc)
+        p_diag = torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2)
+        self.pa[:, r0:r1] = (p * a).sum(2) - p_diag * vi  # drop j = i: A' = A with the diagonal zeroed
+        self.pv[:, r0:r1] = torch.bmm(p, valid[..., None])[..., 0]
+        self.spec_num[:, r0:r1] = torch.bmm(torch.sigmoid(-xc) * (1 - a), valid[..., None])[..., 0]
+
+    def value(self) -> torch.Tensor:
+        onehot, valid = self.onehot, self.valid
+        row_count = torch.bmm(onehot, onehot.sum(1, keepdim=True).transpose(1, 2))[..., 0]  # sum_j A_ij
+        v_total = valid.sum(1, keepdim=True)  # sum_j v_j
+        self.recall_den = _guard(row_count - valid)  # sum_j A'_ij
+        self.prec_den = _guard(self.pv)
+        self.spec_den = _guard(v_total - row_count)  # sum_j v_j (1 - A_ij)
+        self.recall = self.pa / self.recall_den  # Eq. (3) T^r
+        self.precision = self.pa / self.prec_den  # Eq. (3) T^p
+        self.specificity = self.spec_num / self.spec_den  # Eq. (3) T^s
+        self.pairs = (v_total**2).sum().clamp_min(1)  # B*N*N with extra_class
+        self.rows = valid.sum().clamp_min(1)  # B*N with extra_class
+        loss_unary = self.unary.sum() / self.pairs
+        loss_global = (valid * (_neg_log(self.recall) + _neg_log(self.precision) + _neg_log(self.specificity))).sum() / self.rows
+        return self.unary_weight * loss_unary + self.global_weight * loss_global
+
+    def start_backward(self, grad_out: torch.Tensor) -> None:
+        g = grad_out * self.global_weight * self.valid / self.rows
+        f_r = g * _neg_log_grad(self.recall) / self.recall_den
+        f_p = g * _neg_log_grad(self.precision) / self.prec_den
+        self.f_s = g * _neg_log_grad(self.specificity) / self.spec_den
+        self.coef_a = f_r + f_p  # multiplies A'_ij
+        self.coef_v = f_p * self.precision * (self.pv > 0)  # d(1 / sum_j P_ij v_j), multiplies -v_j
+        self.coef_unary = grad_out * self.unary_weight / self.pairs
+
+    def logit_grad(self, xc: torch.Tensor, r0: int, r1: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """d loss / d logits of rows r0:r1, (B, r, N); written into ``out`` when given."""
+        valid = self.valid
+        a = self.affinity(r0, r1) > 0.5
+        vj = valid[:, None, :]
+        p = torch.sigmoid(xc)
+        q = torch.sigmoid(-xc)
+        out = torch.empty_like(xc) if out is None else out
+        # unary, d/dx of -[A clamp(log P) + (1 - A) clamp(log(1 - P))]: -(1 - P) where A = 1,
+        # P where A = 0, and 0 where the log was clamped at -100 (|x| > 100)
+        torch.where(a, (q * (xc >= -100)).neg_(), p * (xc <= 100), out=out)
+        out.mul_(self.coef_unary * valid[:, r0:r1, None]).mul_(vj)
+        # global: dP/dx = P (1 - P) times the chain rule through T^r, T^p, T^s:
+        # A'_ij (f_r/d_r + f_p/d_p) - v_j f_p T^p / d_p - v_j (1 - A_ij) f_s / d_s.
+        # The specificity factor f_s (huge when T^s is tiny) only enters where A_ij = 0, so it
+        # is never added and subtracted again: float32 keeps its digits on saturated rows.
+        inner = torch.where(a, self.coef_a[:, r0:r1, None], vj * self.f_s[:, r0:r1, None].neg())
+        inner.sub_(vj * self.coef_v[:, r0:r1, None])
+        out.addcmul_(p.mul_(q), inner)
+        diag = torch.diagonal(out[:, :, r0:r1], dim1=1, dim2=2)
+        diag -= torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2) * self.coef_a[:, r0:r1] * valid[:, r0:r1]
+        return out
 
 
 class _AffinityLossFunction(torch.autograd.Function):
-    """Loss value of Eq. (2)-(5) from the logits x (B, N, N), one-hot L (B, N, C) and valid v (B, N)."""
+    """Loss value of Eq. (2)-(5) from the dense logits x (B, N, N), one-hot L (B, N, C) and valid v (B, N)."""
 
     @staticmethod
     def forward(ctx, x, onehot, valid, unary_weight: float, global_weight: float):
         b, n, _ = x.shape
-        lt = onehot.transpose(1, 2)  # (B, C, N)
-        row_count = torch.bmm(onehot, onehot.sum(1, keepdim=True).transpose(1, 2))[..., 0]  # sum_j A_ij
-        v_total = valid.sum(1, keepdim=True)  # sum_j v_j
-        unary = x.new_zeros(b, n)
-        pa = x.new_zeros(b, n)  # sum_j P_ij A'_ij
-        pv = x.new_zeros(b, n)  # sum_j P_ij v_j
-        spec_num = x.new_zeros(b, n)  # sum_j v_j (1 - P_ij)(1 - A_ij)
-        for r0, r1 in _row_chunks(b, n):
-            xc = x[:, r0:r1]
-            a = torch.bmm(onehot[:, r0:r1], lt)  # (B, c, N) chunk of A
-            p = torch.sigmoid(xc)
-            lsp = F.logsigmoid(xc).clamp_min(_LOG_FLOOR)
-            lsn = F.logsigmoid(-xc).clamp_min(_LOG_FLOOR)
-            vi = valid[:, r0:r1]
-            # Eq. (2), unary BCE: -[A log P + (1 - A) log(1 - P)], over valid pairs
-            unary[:, r0:r1] = -vi * torch.bmm(lsn + a * (lsp - lsn), valid[..., None])[..., 0]
-            p_diag = torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2)
-            pa[:, r0:r1] = (p * a).sum(2) - p_diag * vi  # drop j = i: A' = A with the diagonal zeroed
-            pv[:, r0:r1] = torch.bmm(p, valid[..., None])[..., 0]
-            spec_num[:, r0:r1] = torch.bmm(torch.sigmoid(-xc) * (1 - a), valid[..., None])[..., 0]
-        recall_den = _guard(row_count - valid)  # sum_j A'_ij
-        prec_den = _guard(pv)
-        spec_den = _guard(v_total - row_count)  # sum_j v_j (1 - A_ij)
-        recall = pa / recall_den  # Eq. (3) T^r
-        precision = pa / prec_den  # Eq. (3) T^p
-        specificity = spec_num / spec_den  # Eq. (3) T^s
-        pairs = (v_total**2).sum().clamp_min(1)  # B*N*N with extra_class
-        rows = valid.sum().clamp_min(1)  # B*N with extra_class
-        loss_unary = unary.sum() / pairs
-        loss_global = (valid * (_neg_log(recall) + _neg_log(precision) + _neg_log(specificity))).sum() / rows
-        ctx.save_for_backward(x, onehot, valid, recall, precision, specificity, recall_den, prec_den, spec_den, pv, pairs, rows)
-        ctx.weights = (unary_weight, global_weight)
-        return unary_weight * loss_unary + global_weight * loss_global
+        rows = AffinityRows(onehot, valid, unary_weight, global_weight)
+        for r0, r1 in row_blocks(b, n):
+            rows.accumulate(x[:, r0:r1], r0, r1)
+        ctx.save_for_backward(x)
+        ctx.rows = rows
+        return rows.value()
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, onehot, valid, recall, precision, specificity, recall_den, prec_den, spec_den, pv, pairs, rows = ctx.saved_tensors
-        unary_weight, global_weight = ctx.weights
+        (x,) = ctx.saved_tensors
+        rows = ctx.rows
         b, n, _ = x.shape
-        lt = onehot.transpose(1, 2)
-        g = grad_out * global_weight * valid / rows
-        f_r = g * _neg_log_grad(recall) / recall_den
-        f_p = g * _neg_log_grad(precision) / prec_den
-        f_s = g * _neg_log_grad(specificity) / spec_den
-        coef_a = f_r + f_p  # multiplies A'_ij
-        coef_v = f_p * precision * (pv > 0)  # d(1 / sum_j P_ij v_j), multiplies -v_j
+        rows.start_backward(grad_out)
         grad = torch.empty_like(x)
-        cu = grad_out * unary_weight / pairs
-        for r0, r1 in _row_chunks(b, n):
-            xc = x[:, r0:r1]
-            a = torch.bmm(onehot[:, r0:r1], lt) > 0.5  # chunk of A
-            vj = valid[:, None, :]
-            p = torch.sigmoid(xc)
-            q = torch.sigmoid(-xc)
-            out = grad[:, r0:r1]
-            # unary, d/dx of -[A clamp(log P) + (1 - A) clamp(log(1 - P))]: -(1 - P) where A = 1,
-            # P where A = 0, and 0 where the log was clamped at -100 (|x| > 100)
-            torch.where(a, (q * (xc >= -100)).neg_(), p * (xc <= 100), out=out)
-            out.mul_(cu * valid[:, r0:r1, None]).mul_(vj)
-            # global: dP/dx = P (1 - P) times the chain rule through T^r, T^p, T^s:
-            # A'_ij (f_r/d_r + f_p/d_p) - v_j f_p T^p / d_p - v_j (1 - A_ij) f_s / d_s.
-            # The specificity factor f_s (huge when T^s is tiny) only enters where A_ij = 0, so it
-            # is never added and subtracted again: float32 keeps its digits on saturated rows.
-            inner = torch.where(a, coef_a[:, r0:r1, None], vj * f_s[:, r0:r1, None].neg())
-            inner.sub_(vj * coef_v[:, r0:r1, None])
-            out.addcmul_(p.mul_(q), inner)
-            diag = torch.diagonal(out[:, :, r0:r1], dim1=1, dim2=2)
-            diag -= torch.diagonal(p[:, :, r0:r1], dim1=1, dim2=2) * coef_a[:, r0:r1] * valid[:, r0:r1]
+        for r0, r1 in row_blocks(b, n):
+            rows.logit_grad(x[:, r0:r1], r0, r1, out=grad[:, r0:r1])
         return grad, None, None, None, None
 
 
@@ -170,10 +193,14 @@ class AffinityLoss(nn.Module):
     the loss has a data-dependent floor, do not read it as a convergence signal.
 
     Runs in float32 with autocast off (float64 inputs stay float64, for gradcheck). Peak memory
-    beyond the logits is one N x N gradient and chunk temporaries.
+    beyond the logits is one N x N gradient and chunk temporaries. Given the fused layer's
+    :class:`~contextseg.modules.context_prior.PriorFactors` instead of logits, the map is
+    recomputed row block by row block and memory is O(B N C) (the head normally gets the loss
+    from the layer's own forward pass, :meth:`rows`, which saves that recomputation).
 
     Shape:
-        ``prior_logits (B, N, N)`` pre-sigmoid, row i = pixel i's prior over all N pixels;
+        ``prior_logits (B, N, N)`` pre-sigmoid, row i = pixel i's prior over all N pixels, or
+        :class:`PriorFactors` of it;
         ``labels (B, H, W)`` int64; ``prior_size (h, w)`` with ``h * w = N`` -> scalar.
     """
 
@@ -187,14 +214,27 @@ class AffinityLoss(nn.Module):
         self.global_weight = float(global_weight)
         self.ignore_mode = ignore_mode
 
-    def forward(self, prior_logits: torch.Tensor, labels: torch.Tensor, prior_size: tuple[int, int]) -> torch.Tensor:
+    def rows(self, labels: torch.Tensor, prior_size: tuple[int, int], dtype: torch.dtype = torch.float32) -> AffinityRows:
+        """The loss for these labels as an :class:`AffinityRows`, to be fed the prior row by row
+        (``ContextPriorLayer.forward_with_loss``)."""
+        onehot, valid = affinity_targets(labels, (int(prior_size[0]), int(prior_size[1])), self.num_classes, self.ignore_index, self.ignore_mode)
+        return AffinityRows(onehot.to(dtype), valid.to(dtype), self.unary_weight, self.global_weight)
+
+    def forward(self, prior_logits: torch.Tensor | PriorFactors, labels: torch.Tensor, prior_size: tuple[int, int]) -> torch.Tensor:
         h, w = int(prior_size[0]), int(prior_size[1])
-        b, n = prior_logits.shape[0], h * w
+        n = h * w
+        if isinstance(prior_logits, PriorFactors):  # the fused layer's prior: row sums without the N x N map
+            query = prior_logits.query
+            if query.shape[1] != n or labels.shape[0] != query.shape[0]:
+                raise ValueError(f"prior factors hold {tuple(query.shape[:2])} (B, N) rows, expected N = {h}*{w} = {n} and batch {labels.shape[0]}")
+            with torch.autocast(device_type=query.device.type, enabled=False):
+                return _SigmoidPriorAttention.apply(*prior_logits, self.rows(labels, (h, w), query.dtype))[2]
+        b = prior_logits.shape[0]
         if prior_logits.shape != (b, n, n):
             raise ValueError(f"prior_logits must be (B, N, N) with N = {h}*{w} = {n}, got {tuple(prior_logits.shape)}")
         if labels.shape[0] != b:
             raise ValueError(f"labels batch {labels.shape[0]} does not match prior_logits batch {b}")
-        onehot, valid = affinity_targets(labels, (h, w), self.num_classes, self.ignore_index, self.ignore_mode)
         dtype = precise_dtype(prior_logits)
+        rows = self.rows(labels, (h, w), dtype)
         with torch.autocast(device_type=prior_logits.device.type, enabled=False):
-            return _AffinityLossFunction.apply(prior_logits.to(dtype), onehot.to(dtype), valid.to(dtype), self.unary_weight, self.global_weight)
+            return _AffinityLossFunction.apply(prior_logits.to(dtype), rows.onehot, rows.valid, self.unary_weight, self.global_weight)

@@ -124,10 +124,12 @@ class Segmentor(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W) normalised floats, got shape {tuple(images.shape)}")
         features = self.backbone(images)
+        extra: dict[str, torch.Tensor | None] = {}
         if self.decode_head.uses_positions:
-            outputs = self.decode_head(features, positions=positions)
-        else:
-            outputs = self.decode_head(features)
+            extra["positions"] = positions
+        if self.decode_head.loss_in_forward and self.training and targets is not None:
+            extra["targets"] = targets
+        outputs = self.decode_head(features, **extra)
         if self.training and targets is not None:
             if targets.shape != (images.shape[0], *images.shape[-2:]):
                 raise ValueError(
