@@ -98,3 +98,146 @@ def test_encoding_resnet_to_timm_resnet_s(depth, tmp_path):
     broken = {k: v for k, v in state.items() if k != "layer2.0.bn1.running_var"}
     with pytest.raises(ConversionError, match=r"layer2\.0\.bn1\.running_var"):
         from_encoding_resnet(broken)
+
+
+# -- mmsegmentation --------------------------------------------------------------------------
+
+MMSEG = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "encnet", "ocrnet"]
+
+
+def mmseg_layout(model):
+    return json.loads((DATA / f"mmseg_{model}.json").read_text())["tensors"]
+
+
+@pytest.mark.parametrize("model", MMSEG)
+def test_mmseg_zoo_layout_converts_every_tensor_unchanged(model, tmp_path):
+    from contextseg.engine.convert import from_mmseg, mmseg_key
+
+    layout = mmseg_layout(model)
+    state = {k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.full(shape, float(i))) for i, (k, shape) in enumerate(layout.items())}
+    path = tmp_path / "zoo.pth"
+    torch.save({"state_dict": state, "meta": {"dataset_meta": {"classes": [f"c{k}" for k in range(19)], "palette": [[k, 0, 0] for k in range(19)]}}}, path)
+    net = from_mmseg(path, model)
+    ours = net.state_dict()
+    assert len(ours) == len(state)
+    for key, value in state.items():  # each tensor arrives, unchanged, where the name map says
+        assert torch.equal(ours[mmseg_key(key, model)], value), key
+    assert net.meta["classes"][3] == "c3" and net.meta["palette"][2] == [2, 0, 0]
+    assert net.backbone.name == ("resnet101c" if model == "ocrnet" else "resnet50c") and net.backbone.output_stride == 8
+
+
+def test_mmseg_conversion_refuses_a_renamed_or_reshaped_tensor_by_name():
+    from contextseg.engine.convert import from_mmseg
+
+    state = {k: torch.zeros(shape) for k, shape in mmseg_layout("pspnet").items()}
+    renamed = dict(state)
+    renamed["decode_head.psp_modules.9.1.conv.weight"] = renamed.pop("decode_head.psp_modules.3.1.conv.weight")
+    with pytest.raises(ConversionError, match=r"unmapped tensors \['decode_head.psp_modules.9.1.conv.weight \(-> decode_head.ppm.stages.9.1.0.weight\)'\].*lacks \['decode_head.ppm.stages.3.1.0.weight'\]"):
+        from_mmseg({"state_dict": renamed}, "pspnet")
+    reshaped = dict(state, **{"decode_head.bottleneck.conv.weight": torch.zeros(512, 4096, 1, 1)})
+    with pytest.raises(ConversionError, match=r"decode_head.bottleneck.conv.weight \(-> decode_head.bottleneck.0.weight\): \(512, 4096, 1, 1\) in the file, \(512, 4096, 3, 3\) expected"):
+        from_mmseg({"state_dict": reshaped}, "pspnet")
+    with pytest.raises(ConversionError, match=r"not an mmsegmentation deeplabv3 checkpoint.*looks like a pspnet checkpoint \(--model pspnet\)"):
+        from_mmseg({"state_dict": state}, "deeplabv3")
+
+
+def test_mmseg_checkpoint_with_mmengine_objects_in_meta_is_read_without_running_them(tmp_path):
+    """Zoo checkpoints may pickle mmengine objects in ``meta``: read as inert stand-ins (weights_only)."""
+    from contextseg.engine.convert import from_mmseg
+
+    ran = []
+
+    class HistoryBuffer:  # pretends to be mmengine's; unpickling it must not call its code
+        def __init__(self):
+            self.data = [1.0, 2.0]
+
+        def __setstate__(self, state):
+            ran.append(state)
+
+    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = "mmengine.logging.history_buffer", "HistoryBuffer"
+    import sys
+    import types
+
+    names = ["mmengine", "mmengine.logging", "mmengine.logging.history_buffer"]
+    saved = {n: sys.modules.get(n) for n in names}
+    for n in names:
+        sys.modules[n] = types.ModuleType(n)
+    sys.modules[names[-1]].HistoryBuffer = HistoryBuffer
+    try:
+        state = {k: torch.zeros(shape) for k, shape in mmseg_layout("fcn").items()}
+        torch.save({"state_dict": state, "meta": {"hub": HistoryBuffer(), "dataset_meta": {}}, "message_hub": {"x": HistoryBuffer()}}, tmp_path / "zoo.pth")
+    finally:
+        for n, module in saved.items():
+            if module is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = module
+    net = from_mmseg(tmp_path / "zoo.pth", "fcn", dataset="cityscapes")
+    assert not ran and net.meta["classes"][0] == "road"
+    state = {k: torch.zeros(shape) for k, shape in mmseg_layout("fcn").items()}  # a v0.x zoo file: CLASSES/PALETTE in meta
+    net = from_mmseg({"state_dict": state, "meta": {"CLASSES": tuple(f"k{i}" for i in range(19)), "PALETTE": [[i, i, 0] for i in range(19)]}}, "fcn")
+    assert net.meta["classes"][5] == "k5" and net.meta["palette"][5] == [5, 5, 0]
+
+
+def test_convert_mmseg_cli_writes_a_saved_model(tmp_path, capsys):
+    state = {k: torch.randn(shape) * 0.01 if not k.endswith("num_batches_tracked") else torch.tensor(1) for k, shape in mmseg_layout("deeplabv3plus").items()}
+    for k in state:
+        if k.endswith("running_var"):
+            state[k] = torch.ones_like(state[k])
+    torch.save({"state_dict": state}, tmp_path / "zoo.pth")
+    assert main(["convert", "mmseg", str(tmp_path / "zoo.pth"), "--model", "deeplabv3plus", "--dataset", "cityscapes", "--out", str(tmp_path / "model")]) == 0
+    model = cs.load(tmp_path / "model")
+    assert model.meta["classes"][-1] == "bicycle" and model.decode_head.aspp.out_channels == 5 * 512
+    assert model.predict(torch.zeros(1, 3, 64, 64)).shape == (1, 64, 64)
+    assert main(["convert", "mmseg", str(tmp_path / "zoo.pth"), "--out", str(tmp_path / "other")]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def _resnet_v1c_stage(x, blocks, dilation, first_dilation, stride):
+    """mmseg's ResNetV1c stage, restated: bottlenecks, stride on the 3x3 (style pytorch), the first
+    block's 3x3 at ``first_dilation`` (contract_dilation), a 1x1 conv + BN shortcut."""
+    import torch.nn.functional as F
+
+    def bn(t, m):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    for i, block in enumerate(blocks):
+        d, s = (first_dilation, stride) if i == 0 else (dilation, 1)
+        out = F.relu(bn(F.conv2d(x, block.conv1.weight), block.bn1))
+        out = F.relu(bn(F.conv2d(out, block.conv2.weight, stride=s, padding=d, dilation=d), block.bn2))
+        out = bn(F.conv2d(out, block.conv3.weight), block.bn3)
+        shortcut = x if block.downsample is None else bn(F.conv2d(x, block.downsample[0].weight, stride=s), block.downsample[1])
+        x = F.relu(out + shortcut)
+    return x
+
+
+def test_resnet50c_at_output_stride_8_is_mmseg_resnet_v1c_d8():
+    """timm's resnet50c in our backbone = ResNetV1c (deep stem 32-32-64, strides (1, 2, 1, 1),
+    dilations (1, 1, 2, 4), contract_dilation) written plainly from mmseg's definition."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    backbone = cs.create_model("fcn", num_classes=2, backbone="resnet50c", output_stride=8).backbone.eval()
+    body = backbone.body
+    with torch.no_grad():
+        for m in body.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5), m.weight.normal_(1, 0.1), m.bias.normal_(0, 0.1)
+        x = torch.randn(1, 3, 64, 64)
+        ours = backbone(x)
+
+        def bn(t, m):
+            return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+        stem = body.conv1
+        y = F.relu(bn(F.conv2d(x, stem[0].weight, stride=2, padding=1), stem[1]))
+        y = F.relu(bn(F.conv2d(y, stem[3].weight, padding=1), stem[4]))
+        y = F.relu(bn(F.conv2d(y, stem[6].weight, padding=1), body.bn1))
+        y = F.max_pool2d(y, 3, 2, 1)
+        c2 = _resnet_v1c_stage(y, body.layer1, 1, 1, 1)
+        c3 = _resnet_v1c_stage(c2, body.layer2, 1, 1, 2)
+        c4 = _resnet_v1c_stage(c3, body.layer3, 2, 1, 1)  # contract_dilation: the first block at dilation 1
+        c5 = _resnet_v1c_stage(c4, body.layer4, 4, 2, 1)
+    assert [tuple(t.shape[-2:]) for t in ours] == [(16, 16), (8, 8), (8, 8), (8, 8)]
+    for got, want in zip(ours, (c2, c3, c4, c5)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -233,11 +233,20 @@ def cmd_convert(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out!r} exists already; pass --overwrite to replace it")
-    if args.source == "hanet":
-        model = from_hanet(args.checkpoint)
+    if args.source in ("hanet", "mmseg"):
+        if args.source == "mmseg":
+            from ..engine.convert import MMSEG_DATASETS, MMSEG_MODELS, from_mmseg
+
+            if args.model not in MMSEG_MODELS:
+                raise ConfigError(f"--model {args.model!r}: convert mmseg needs the model the checkpoint holds, one of {', '.join(MMSEG_MODELS)}")
+            if args.dataset is not None and args.dataset not in MMSEG_DATASETS:
+                raise ConfigError(f"--dataset {args.dataset!r}: expected one of {', '.join(MMSEG_DATASETS)}")
+            model = from_mmseg(args.checkpoint, args.model, dataset=args.dataset)
+        else:
+            model = from_hanet(args.checkpoint)
         ensure_writable_folder(out, "--out")
         save(model, out)
-        print(f"wrote {out}: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a Cityscapes CONFIG)")
+        print(f"wrote {out}: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a CONFIG of its dataset)")
         return 0
     from safetensors.torch import save_file
 

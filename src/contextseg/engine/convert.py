@@ -158,3 +158,166 @@ def from_encoding_resnet(source: str | os.PathLike | dict) -> tuple[str, dict[st
     body = timm.create_model(timm_name, features_only=True, out_indices=(-4, -3, -2, -1))
     _check_and_load(body, state, name)
     return timm_name, body.state_dict()
+
+
+# -- mmsegmentation --------------------------------------------------------------------------
+
+#: contextseg options that rebuild each mmsegmentation 1.x model's layout (its ``*_r50-d8`` /
+#: ``*_r101-d8`` configs): ResNetV1c at output stride 8, the head widths mmseg uses, ASPP with a
+#: 3x3 bottleneck, DeepLabV3+ with depthwise-separable convs.
+MMSEG_MODELS: dict[str, dict] = {
+    "fcn": dict(channels=512, num_convs=2, concat_input=True, aux_channels=256),
+    "pspnet": dict(channels=512, aux_channels=256),
+    "deeplabv3": dict(channels=512, bottleneck_kernel=3, aux_channels=256),
+    "deeplabv3plus": dict(channels=512, c1_channels=48, bottleneck_kernel=3, separable=True, aux_channels=256),
+    "encnet": dict(channels=512, num_codes=32, aux_channels=256),
+    "ocrnet": dict(channels=512, key_channels=256, region_channels=256),
+}
+#: mmsegmentation's dataset names -> (contextseg dataset, classes, palette)
+MMSEG_DATASETS = ("ade20k", "cityscapes", "pascal_context", "pascal_context_59")
+
+_MMSEG_RENAMES = [  # (mmseg prefix, contextseg prefix) after "backbone."/"decode_head."/"auxiliary_head." are split off
+    # backbone: ResNetV1c's deep stem -> timm's resnet*c
+    ("stem.0.", "body.conv1.0."), ("stem.1.", "body.conv1.1."), ("stem.3.", "body.conv1.3."), ("stem.4.", "body.conv1.4."),
+    ("stem.6.", "body.conv1.6."), ("stem.7.", "body.bn1."),
+    # heads
+    ("psp_modules.", "ppm.stages."), ("image_pool.", "aspp.image_pool."), ("aspp_modules.", "aspp.branches."),
+    ("enc_module.encoding_project.", "enc_module.encoding.0."), ("enc_module.encoding.0.", "enc_module.encoding.1."),
+    ("enc_module.encoding.1.", "enc_module.encoding.2."),
+    ("1.object_context_block.query_project.", "object_context.query."), ("1.object_context_block.key_project.", "object_context.key."),
+    ("1.object_context_block.value_project.", "object_context.value."), ("1.object_context_block.out_project.", "object_context.out."),
+    ("1.object_context_block.bottleneck.", "fuse."), ("1.bottleneck.", "pixel_conv."), ("1.conv_seg.", "conv_seg."), ("0.", "region_head."),
+]
+_MMSEG_SIGNATURES = {  # a tensor prefix only that model's head has
+    "fcn": "decode_head.conv_cat.", "pspnet": "decode_head.psp_modules.", "deeplabv3plus": "decode_head.c1_bottleneck.",
+    "deeplabv3": "decode_head.aspp_modules.", "encnet": "decode_head.enc_module.", "ocrnet": "decode_head.1.object_context_block.",
+}
+_MMSEG_MODULE_PARTS = {"conv": "0", "bn": "1", "depthwise_conv": "0", "pointwise_conv": "1"}  # ConvModule / DepthwiseSeparableConvModule
+
+
+def mmseg_key(key: str, model: str) -> str:
+    """contextseg's name of the tensor an mmsegmentation 1.x checkpoint calls ``key``."""
+    part, _, rest = key.partition(".")
+    if part == "backbone":
+        if rest.startswith("layer"):
+            return "backbone.body." + rest
+    elif part in ("decode_head", "auxiliary_head"):
+        if model == "encnet" and part == "decode_head" and rest.startswith("bottleneck."):
+            rest = "conv5." + rest[len("bottleneck."):]
+        part = "aux_head" if part == "auxiliary_head" else part
+    else:
+        return key
+    for old, new in _MMSEG_RENAMES:
+        if rest.startswith(old) and (model == "ocrnet" or not old[0].isdigit()):
+            rest = new + rest[len(old):]
+            break
+    *path, leaf = rest.split(".")
+    path = [_MMSEG_MODULE_PARTS.get(p, p) for p in path]
+    return ".".join([part, *path, leaf])
+
+
+def _read_mmseg_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict, meta)`` of an mmsegmentation checkpoint, read with ``weights_only=True``.
+
+    mmengine checkpoints may pickle a few of mmengine's own objects in ``meta`` (a message hub's
+    history buffers, config objects): they are read as inert stand-ins that hold their state and
+    run no code; numpy arrays in ``meta`` are allowed as torch allows them."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        safe = [_inert_class(name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if name.startswith("mmengine.")]
+        safe += _numpy_globals()
+        with torch.serialization.safe_globals(safe):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConversionError(f"cannot read {str(path)!r} as an mmsegmentation checkpoint ({' '.join(str(exc).split())[:300]})") from None
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{str(path)!r} holds no state dict of tensors")
+    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+    return state, meta
+
+
+def _inert_class(qualified: str) -> type:
+    module, _, name = qualified.rpartition(".")
+
+    class Inert:
+        """Stands in for an mmengine object in a checkpoint's meta: keeps its state, runs nothing."""
+
+        def __setstate__(self, state):
+            self.state = state
+
+    Inert.__module__, Inert.__name__, Inert.__qualname__ = module, name, name
+    return Inert
+
+
+def _numpy_globals() -> list:
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return []
+    reconstruct = getattr(getattr(np, "_core", np.core), "multiarray")._reconstruct
+    return [reconstruct, np.ndarray, np.dtype, *{type(np.dtype(t)) for t in (np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_)}]
+
+
+def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None = None, backbone: str | None = None, **options) -> Segmentor:
+    """An mmsegmentation 1.x checkpoint of FCN, PSPNet, DeepLabV3(+), EncNet or OCRNet (ResNetV1c
+    backbones, the ``*_r50-d8`` / ``*_r101-d8`` zoo models) as a contextseg model.
+
+    ResNetV1c is timm's ``resnet50c``/``resnet101c`` (depth read from the file); the head options
+    mirror mmseg's layouts (:data:`MMSEG_MODELS`, overridable by ``options``); every tensor is
+    mapped by name (:func:`mmseg_key`) and any that is unmapped, missing or of another shape is
+    refused by name. The v0.x zoo files (``download.openmmlab.com/mmsegmentation/v0.5/...``) use the
+    same names. Classes and palette come from the checkpoint's ``meta.dataset_meta`` (1.x) or
+    ``meta.CLASSES``/``PALETTE`` (0.x), else from ``dataset``, else from the class count (19:
+    Cityscapes, 150: ADE20K, 60/59: Pascal Context); mean/std are mmseg's (ImageNet's).
+    """
+    from ..data.palettes import (ADE20K_CLASSES, ADE20K_PALETTE, PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_59_PALETTE,
+                                 PASCAL_CONTEXT_60_CLASSES, PASCAL_CONTEXT_60_PALETTE)
+
+    if model not in MMSEG_MODELS:
+        raise ConversionError(f"model {model!r} has no mmsegmentation converter; choose one of {', '.join(MMSEG_MODELS)}")
+    if dataset is not None and dataset not in MMSEG_DATASETS:
+        raise ConversionError(f"dataset {dataset!r} is not one of {', '.join(MMSEG_DATASETS)}")
+    if isinstance(source, dict):
+        name, state, meta = "the state dict", dict(source.get("state_dict", source)), dict(source.get("meta") or {})
+    else:
+        name = str(source)
+        state, meta = _read_mmseg_checkpoint(source)
+    def holds(kind: str) -> bool:
+        return any(k.startswith(_MMSEG_SIGNATURES[kind]) for k in state) and not (kind == "deeplabv3" and holds("deeplabv3plus"))
+
+    if not holds(model):
+        looks = next((kind for kind in _MMSEG_SIGNATURES if holds(kind)), None)
+        raise ConversionError(f"{name} is not an mmsegmentation {model} checkpoint: it has no {_MMSEG_SIGNATURES[model]}* tensors"
+                              + (f"; it looks like a {looks} checkpoint (--model {looks})" if looks else ""))
+    classifier = "decode_head.1.conv_seg.weight" if model == "ocrnet" else "decode_head.conv_seg.weight"
+    num_classes = int(state[classifier].shape[0])
+    if backbone is None:
+        blocks = len({k.split(".")[2] for k in state if k.startswith("backbone.layer3.")})
+        depth = {6: 50, 23: 101}.get(blocks)
+        if depth is None or "backbone.stem.0.weight" not in state:
+            raise ConversionError(f"{name}: the backbone is not a ResNetV1c-50/101 (layer3 has {blocks} blocks, stem.0 {'present' if 'backbone.stem.0.weight' in state else 'absent'})")
+        backbone = f"resnet{depth}c"
+    kwargs = dict(MMSEG_MODELS[model], **options)
+    if model != "ocrnet" and not any(k.startswith("auxiliary_head.") for k in state):
+        kwargs["aux_head"] = False
+    converted, origin = {}, {}
+    for key, value in state.items():
+        target = mmseg_key(key, model)
+        converted[target], origin[target] = value, key
+    net = create_model(model, num_classes=num_classes, backbone=backbone, output_stride=8, **kwargs)
+    _check_and_load(net, converted, name, origin)
+    dataset_meta = meta.get("dataset_meta") or {"classes": meta.get("CLASSES"), "palette": meta.get("PALETTE")}  # 1.x, else 0.x zoo files
+    known = {"ade20k": (ADE20K_CLASSES, ADE20K_PALETTE), "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
+             "pascal_context": (PASCAL_CONTEXT_60_CLASSES, PASCAL_CONTEXT_60_PALETTE), "pascal_context_59": (PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_59_PALETTE)}
+    classes, palette = dataset_meta.get("classes"), dataset_meta.get("palette")
+    if classes is None and dataset is not None:
+        classes, palette = known[dataset]
+    if classes is None:
+        classes, palette = next(((c, p) for c, p in known.values() if len(c) == num_classes), (None, None))
+    if classes is not None and len(classes) == num_classes:
+        net.meta.update(classes=[str(c) for c in classes], palette=[[int(v) for v in c] for c in palette][:num_classes] if palette is not None else None)
+    net.meta.update(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), source=f"mmsegmentation: {name}")
+    return net.eval()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBNReLU", "resize", "precise_dtype", "init_conv_bn"]
+__all__ = ["ConvBNReLU", "SeparableConvBNReLU", "resize", "precise_dtype", "init_conv_bn"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -36,6 +36,19 @@ class ConvBNReLU(nn.Sequential):
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+
+class SeparableConvBNReLU(nn.Sequential):
+    """Depthwise-separable CBR (mmcv's ``DepthwiseSeparableConvModule``, DeepLabV3+'s Xception-style
+    layers): depthwise ``k x k`` CBR (groups = in_channels) then pointwise 1x1 CBR.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
+        super().__init__(ConvBNReLU(in_channels, in_channels, kernel_size, dilation=dilation, groups=in_channels), ConvBNReLU(in_channels, out_channels, 1))
+
 
 
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear", align_corners: bool = False) -> torch.Tensor:
