@@ -1,0 +1,129 @@
+"""Decode heads side by side with mmsegmentation 1.2.2: forward + backward time and peak memory.
+
+Each head is built twice with the same layout, mmseg's from its own zoo config's ``decode_head``
+(random init, BN instead of SyncBN) and contextseg's with the options the mmseg converter uses
+(``contextseg.engine.convert.MMSEG_MODELS``), and fed the same ResNet-D8 features: B = 2,
+C2 256 x 128 x 128, C3 512, C4 1024, C5 2048 x 64 x 64, 150 classes. Rounds alternate between the
+two libraries (mmseg, contextseg, mmseg, ...) so a noisy machine hurts both alike; each cell is the
+median of ``--repeats`` steps after one warm-up. Memory is the growth of the resident set during the
+step (CPU) or the allocator's peak (CUDA). Goal: every head <= 1.0x mmseg's time and memory,
+EncHead <= 0.3x.
+
+Runs in its own virtual environment, never a dependency of the package or CI::
+
+    pip install torch==2.14.1 torchvision==0.29.1 mmengine==0.10.7 mmcv-lite==2.1.0 mmsegmentation==1.2.2 ftfy regex
+    pip install -e .
+    python benchmarks/compare_mmseg.py [--heads fcn psp ...] [--repeats 5] [--size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mmcv_ops_standin  # noqa: E402,F401  (before mmseg: mmcv-lite has no compiled ops)
+
+import torch  # noqa: E402
+
+from contextseg.cli.bench import PeakMemory  # noqa: E402
+from contextseg.engine.convert import MMSEG_MODELS  # noqa: E402
+from contextseg.models import get_model_class  # noqa: E402
+
+HEADS = {  # name: (our model, mmseg config, mmseg head class for the table)
+    "fcn": ("fcn", "fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py", "FCNHead"),
+    "psp": ("pspnet", "pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py", "PSPHead"),
+    "aspp": ("deeplabv3", "deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py", "ASPPHead"),
+    "dsaspp": ("deeplabv3plus", "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py", "DepthwiseSeparableASPPHead"),
+    "enc": ("encnet", "encnet/encnet_r50-d8_4xb4-80k_ade20k-512x512.py", "EncHead"),
+    "ocr": ("ocrnet", "ocrnet/ocrnet_r101-d8_8xb2-80k_cityscapes-512x1024.py", "FCNHead + OCRHead"),
+}
+CHANNELS = (256, 512, 1024, 2048)
+
+
+def mmseg_head(config: str, num_classes: int):
+    """mmseg's decode head(s) of a zoo config and a function running them on features."""
+    import mmseg
+    from mmengine import Config
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    cfg = Config.fromfile(os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", config))
+    cfg = Config.fromstring(cfg.pretty_text.replace("SyncBN", "BN"), ".py")
+    heads = cfg.model.decode_head if isinstance(cfg.model.decode_head, list) else [cfg.model.decode_head]
+    for h in heads:
+        h.num_classes = num_classes
+    modules = torch.nn.ModuleList(MODELS.build(h) for h in heads)
+    if len(modules) == 1:
+        return modules, lambda feats: [modules[0](feats)]
+    return modules, lambda feats: (lambda region: [region, modules[1](feats, region)])(modules[0](feats))
+
+
+def our_head(model: str, num_classes: int):
+    """contextseg's decode head (OCRNet's owns its region head) and a function running it."""
+    cls = get_model_class(model)
+    options = dict(MMSEG_MODELS[model])
+    options.pop("aux_channels", None)
+    head = cls.head_cls(list(CHANNELS), num_classes, output_stride=8, **options)
+    if hasattr(head, "region_head") and model == "ocrnet":
+        return head, lambda feats: [v for k, v in head(feats).items() if k in ("logits", "object_regions")]
+    return head, lambda feats: [v for k, v in head(feats).items() if k in ("logits", "se_logits")]
+
+
+def step(run, module, feats) -> tuple[float, float]:
+    module.zero_grad(set_to_none=True)
+    inputs = [f.clone().requires_grad_() for f in feats]
+    with PeakMemory(feats[0].device) as memory:
+        start = time.perf_counter()
+        outs = [t for o in run(inputs) for t in (o if isinstance(o, (tuple, list)) else [o])]  # EncHead: (logits, se_logits)
+        sum(o.float().square().mean() for o in outs).backward()
+        if feats[0].is_cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return seconds, memory.mib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=64, help="C5 height and width (C2 is twice that)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=150)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    import mmseg
+
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    s = args.size
+    feats = [torch.randn(args.batch, c, *((2 * s, 2 * s) if i == 0 else (s, s)), generator=g).to(device) for i, c in enumerate(CHANNELS)]
+    print(f"mmsegmentation {mmseg.__version__} vs contextseg: forward + backward, B={args.batch}, C5 2048x{s}x{s}, {args.classes} classes, "
+          f"{args.device}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'head':<30} {'params mmseg':>12} {'ours':>8} {'mmseg s':>8} {'ours s':>8} {'time':>6} {'mmseg MiB':>9} {'ours MiB':>9} {'memory':>7}")
+    for name in args.heads:
+        model, config, label = HEADS[name]
+        theirs, run_theirs = mmseg_head(config, args.classes)
+        ours, run_ours = our_head(model, args.classes)
+        theirs.to(device).train(), ours.to(device).train()
+        times = {"theirs": [], "ours": []}
+        mems = {"theirs": [], "ours": []}
+        for r in range(args.repeats + 1):
+            for side, run, module in (("theirs", run_theirs, theirs), ("ours", run_ours, ours)):
+                seconds, mib = step(run, module, feats)
+                if r:  # the first round warms up
+                    times[side].append(seconds), mems[side].append(mib)
+        t = {k: statistics.median(v) for k, v in times.items()}
+        m = {k: statistics.median(v) for k, v in mems.items()}
+        params = {k: sum(p.numel() for p in mod.parameters()) / 1e6 for k, mod in (("theirs", theirs), ("ours", ours))}
+        print(f"{label:<30} {params['theirs']:>11.2f}M {params['ours']:>7.2f}M {t['theirs']:>8.3f} {t['ours']:>8.3f} {t['ours'] / t['theirs']:>5.2f}x "
+              f"{m['theirs']:>9.0f} {m['ours']:>9.0f} {m['ours'] / max(m['theirs'], 1e-9):>6.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
