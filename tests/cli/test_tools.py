@@ -79,3 +79,25 @@ def test_data_prepare_cityscapes_through_the_cli(tmp_path, capsys):
     assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
     train_ids = np.array(Image.open(city / "a_000000_000019_gtFine_labelTrainIds.png"))
     assert train_ids.tolist() == [[0, 13], [255, 18]]  # road, car, unlabeled, bicycle
+
+
+def test_bench_compile_and_channels_last_reach_the_model(monkeypatch):
+    """--compile goes through torch.compile (spied) and --channels-last feeds NHWC input and
+    weights; FLOPs are counted on the plain module either way."""
+    import torch
+
+    from contextseg.cli import bench
+
+    seen = {}
+    real_build = bench.build_for_input
+
+    def build(*args):
+        model = real_build(*args)
+        model.register_forward_pre_hook(lambda m, a: seen.setdefault("nhwc", a[0].is_contiguous(memory_format=torch.channels_last)) and None)
+        return model
+
+    monkeypatch.setattr(bench, "build_for_input", build)
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: seen.setdefault("compiled", m) or m)
+    row = bench.bench_one("fcn", "resnet18d", 3, (32, 32), 2, 1, "cpu", "fp32", False, compile=True, channels_last=True)
+    assert seen["nhwc"] and "compiled" in seen and row["compile"] and row["channels_last"] and row["batch"] == 2
+    assert seen["compiled"].backbone.body.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)

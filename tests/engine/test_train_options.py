@@ -162,3 +162,20 @@ def test_class_balance_weights_reach_the_loss(tmp_path):
     assert trainer.model.criterion.class_weight is not None
     assert torch.allclose(torch.as_tensor(trainer.model.criterion.class_weight, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
     assert torch.allclose(torch.as_tensor(trainer.model.aux_criterion.class_weight, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_compile_wraps_the_training_forward_and_nothing_else(tmp_path, monkeypatch):
+    """train.compile: the training forward goes through torch.compile (spied: compiling for real
+    takes a minute on a CPU); checkpoints and evaluation keep using the plain module."""
+    compiled = []
+
+    def spy(module, **kwargs):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", spy)
+    trainer = Trainer(tiny_config(tmp_path, compile=True))
+    assert compiled == [trainer.model] and trainer.ddp is trainer.model
+    compiled.clear()
+    Trainer(tiny_config(tmp_path / "off"))
+    assert compiled == []

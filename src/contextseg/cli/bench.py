@@ -77,15 +77,19 @@ def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int,
     return create_model(name, num_classes=num_classes, backbone=backbone, output_stride=8, **kwargs)
 
 
-def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool) -> dict:
+def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool,
+              compile: bool = False, channels_last: bool = False) -> dict:
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
 
     dev = resolve_device(device)
     torch.manual_seed(0)
-    model = build_for_input(name, backbone, num_classes, tuple(size)).to(dev)
-    params = sum(p.numel() for p in model.parameters())
-    x = torch.randn(batch, 3, *size, device=dev)
+    plain = build_for_input(name, backbone, num_classes, tuple(size)).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    plain = plain.to(memory_format=memory_format)
+    params = sum(p.numel() for p in plain.parameters())
+    model = torch.compile(plain) if compile else plain
+    x = torch.randn(batch, 3, *size, device=dev).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch, *size), device=dev)
     ctx = autocast_context(dev, precision)
 
@@ -109,9 +113,9 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    model.eval()
+    plain.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter, ctx():
-        model(x)
+        plain(x)
     flops = counter.get_total_flops()
     return {
         "model": name,
@@ -125,6 +129,8 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
         "batch": batch,
         "mode": "train" if train else "inference",
         "precision": precision,
+        "compile": compile,
+        "channels_last": channels_last,
     }
 
 
@@ -166,7 +172,8 @@ def run_bench(args) -> int:
     use_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     rows = []
     for name in names:
-        kwargs = dict(name=name, backbone=args.backbone, num_classes=args.num_classes, size=tuple(args.size), batch=args.batch_size, repeats=args.repeats, device=args.device, precision=args.precision, train=args.train)
+        kwargs = dict(name=name, backbone=args.backbone, num_classes=args.num_classes, size=tuple(args.size), batch=args.batch_size, repeats=args.repeats, device=args.device,
+                      precision=args.precision, train=args.train, compile=args.compile, channels_last=args.channels_last)
         rows.append(bench_one(**kwargs) if use_cuda else _bench_in_subprocess(kwargs))
         r = rows[-1]
         print(f"{r['model']:<14} {r['params_M']:8.2f}M {r['GFLOPs']:9.1f} GFLOPs {r['latency_ms']:9.1f} ms {r['peak_mem_MiB']:9.0f} MiB", flush=True)

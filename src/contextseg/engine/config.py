@@ -103,6 +103,7 @@ class TrainConfig:
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation (e.g. 0.999)
     precision: str = "fp32"  # fp32 | bf16 | fp16
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent CPUs and GPUs)
+    compile: bool = False  # torch.compile the training forward (benchmarks/README.md: what it gives here)
     sync_bn: bool = True  # SyncBatchNorm when distributed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0

@@ -135,6 +135,8 @@ class Trainer:
             if self.distributed
             else self.model
         )
+        if tc.compile:  # the training forward only; checkpoints, EMA and evaluation use the plain module
+            self.ddp = torch.compile(self.ddp)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
