@@ -154,7 +154,12 @@ def main() -> None:
             done = out / model / f"seed{seed}" / "result.json"
             if args.table_only:
                 if done.is_file():
-                    results.append(json.loads(done.read_text()))
+                    result = json.loads(done.read_text())
+                    log = done.parent / "log.jsonl"
+                    if log.is_file():  # the timing columns from the log, as this version computes them
+                        result["train_minutes"] = training_minutes(log)
+                        result["train_minutes_median"] = training_minutes(log, clean=True)
+                    results.append(result)
             else:
                 results.append(run_one(model, seed, out, args.root, args.overrides))
     text = table(results)
