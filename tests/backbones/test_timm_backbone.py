@@ -70,3 +70,24 @@ def test_paper_backbones_build_with_the_right_widths(name, channels):
     feats = b(torch.randn(1, 3, 33, 47))
     assert [f.shape[1] for f in feats] == channels
     assert feats[-1].shape[-2:] == ((5, 6) if name.startswith("resnet") else (2, 2))
+
+
+def test_hrnet_fuse_upsample_bilinear_is_mmsegs_resize():
+    """fuse_upsample="bilinear": every fuse layer upsamples as mmseg's HRNet (bilinear,
+    align_corners=False) instead of timm's nearest; the branch outputs change, shapes do not."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    nearest = TimmBackbone("hrnet_w18_small", output_stride=32).eval()
+    bilinear = TimmBackbone("hrnet_w18_small", output_stride=32, fuse_upsample="bilinear").eval()
+    bilinear.load_state_dict(nearest.state_dict())
+    ups = [m for m in bilinear.body.modules() if isinstance(m, torch.nn.Upsample)]
+    assert ups and all(m.mode == "bilinear" and m.align_corners is False for m in ups)
+    x = torch.randn(1, 8, 4, 6)
+    torch.testing.assert_close(ups[0](x), F.interpolate(x, scale_factor=ups[0].scale_factor, mode="bilinear", align_corners=False))
+    img = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = nearest(img), bilinear(img)
+    assert [t.shape for t in a] == [t.shape for t in b] and not torch.allclose(a[0], b[0])
+    with pytest.raises(ValueError, match="HRNet option"):
+        TimmBackbone("resnet18d", fuse_upsample="bilinear")

@@ -102,7 +102,7 @@ def test_encoding_resnet_to_timm_resnet_s(depth, tmp_path):
 
 # -- mmsegmentation --------------------------------------------------------------------------
 
-MMSEG = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "encnet", "ocrnet"]
+MMSEG = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "encnet", "ocrnet", "ocrnet_hr18"]
 
 
 def mmseg_layout(model):
@@ -117,13 +117,17 @@ def test_mmseg_zoo_layout_converts_every_tensor_unchanged(model, tmp_path):
     state = {k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.full(shape, float(i))) for i, (k, shape) in enumerate(layout.items())}
     path = tmp_path / "zoo.pth"
     torch.save({"state_dict": state, "meta": {"dataset_meta": {"classes": [f"c{k}" for k in range(19)], "palette": [[k, 0, 0] for k in range(19)]}}}, path)
-    net = from_mmseg(path, model)
+    name, hrnet = model.split("_")[0], model.endswith("hr18")
+    net = from_mmseg(path, name)
     ours = net.state_dict()
     assert len(ours) == len(state)
     for key, value in state.items():  # each tensor arrives, unchanged, where the name map says
-        assert torch.equal(ours[mmseg_key(key, model)], value), key
+        assert torch.equal(ours[mmseg_key(key, name, hrnet)], value), key
     assert net.meta["classes"][3] == "c3" and net.meta["palette"][2] == [2, 0, 0]
-    assert net.backbone.name == ("resnet101c" if model == "ocrnet" else "resnet50c") and net.backbone.output_stride == 8
+    if hrnet:
+        assert net.backbone.name == "hrnet_w18" and net.backbone.fuse_upsample == "bilinear"
+    else:
+        assert net.backbone.name == ("resnet101c" if model == "ocrnet" else "resnet50c") and net.backbone.output_stride == 8
 
 
 def test_mmseg_conversion_refuses_a_renamed_or_reshaped_tensor_by_name():

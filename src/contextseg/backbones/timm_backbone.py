@@ -39,6 +39,9 @@ class TimmBackbone(nn.Module):
         contract_dilation: the first block of a dilated ResNet stage keeps the previous stage's
             dilation (timm, torchvision and mmseg do this). ``False`` dilates every block of the
             stage alike, as the HANet release (``variant D``) does.
+        fuse_upsample: how HRNet's fuse layers upsample a lower-resolution branch: ``"nearest"``
+            (timm, the HRNet release) or ``"bilinear"`` (mmsegmentation's HRNet, align_corners=False,
+            which its OCRNet-HRNet zoo weights were trained with).
 
     Shape:
         ``(B, 3, H, W) -> [(B, C_i, ceil(H / r_i), ceil(W / r_i)) for the four levels]`` with
@@ -52,8 +55,11 @@ class TimmBackbone(nn.Module):
         pretrained: bool | str | os.PathLike | None = None,
         pad_multiple: int | None = None,
         contract_dilation: bool = True,
+        fuse_upsample: str = "nearest",
     ) -> None:
         super().__init__()
+        if fuse_upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"fuse_upsample must be 'nearest' or 'bilinear', got {fuse_upsample!r}")
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         if not timm.is_model(name):  # accepts pretrained tags such as resnet50d.ra2_in1k
@@ -83,6 +89,13 @@ class TimmBackbone(nn.Module):
         self.pad_multiple = pad_multiple
         if not contract_dilation:
             _dilate_first_blocks(self.body)
+        self.fuse_upsample = fuse_upsample
+        if fuse_upsample != "nearest":
+            upsamples = [m for m in self.body.modules() if isinstance(m, nn.Upsample)]
+            if not upsamples:
+                raise ValueError(f"fuse_upsample={fuse_upsample!r} is an HRNet option; backbone {name!r} has no fuse layers")
+            for m in upsamples:
+                m.mode, m.align_corners = fuse_upsample, False
         if pretrained not in (None, False, True):
             load_backbone_weights(self.body, pretrained)
 

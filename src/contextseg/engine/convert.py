@@ -195,12 +195,16 @@ _MMSEG_SIGNATURES = {  # a tensor prefix only that model's head has
 _MMSEG_MODULE_PARTS = {"conv": "0", "bn": "1", "depthwise_conv": "0", "pointwise_conv": "1"}  # ConvModule / DepthwiseSeparableConvModule
 
 
-def mmseg_key(key: str, model: str) -> str:
-    """contextseg's name of the tensor an mmsegmentation 1.x checkpoint calls ``key``."""
+def mmseg_key(key: str, model: str, hrnet: bool = False) -> str:
+    """contextseg's name of the tensor an mmsegmentation 1.x checkpoint calls ``key`` (``hrnet``:
+    the backbone is an HRNet, whose names are timm's already, and OCRNet's region head is mmseg's
+    1x1 FCNHead on the concatenated branches)."""
     part, _, rest = key.partition(".")
     if part == "backbone":
-        if rest.startswith("layer"):
+        if hrnet or rest.startswith("layer"):
             return "backbone.body." + rest
+    elif hrnet and model == "ocrnet" and rest.startswith("0."):
+        return "decode_head.region_head." + {"0.convs.0.conv.": "0.0.", "0.convs.0.bn.": "0.1.", "0.conv_seg.": "1."}.get(rest[: rest.rfind(".") + 1], "?.") + rest.rsplit(".", 1)[1]
     elif part in ("decode_head", "auxiliary_head"):
         if model == "encnet" and part == "decode_head" and rest.startswith("bottleneck."):
             rest = "conv5." + rest[len("bottleneck."):]
@@ -263,7 +267,8 @@ def _numpy_globals() -> list:
 
 def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None = None, backbone: str | None = None, **options) -> Segmentor:
     """An mmsegmentation 1.x checkpoint of FCN, PSPNet, DeepLabV3(+), EncNet or OCRNet (ResNetV1c
-    backbones, the ``*_r50-d8`` / ``*_r101-d8`` zoo models) as a contextseg model.
+    backbones, the ``*_r50-d8`` / ``*_r101-d8`` zoo models; OCRNet also on HRNet-W18/W48, the
+    ``ocrnet_hr18``/``ocrnet_hr48`` models, with mmseg's bilinear fuse upsampling) as a contextseg model.
 
     ResNetV1c is timm's ``resnet50c``/``resnet101c`` (depth read from the file); the head options
     mirror mmseg's layouts (:data:`MMSEG_MODELS`, overridable by ``options``); every tensor is
@@ -294,6 +299,10 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
                               + (f"; it looks like a {looks} checkpoint (--model {looks})" if looks else ""))
     classifier = "decode_head.1.conv_seg.weight" if model == "ocrnet" else "decode_head.conv_seg.weight"
     num_classes = int(state[classifier].shape[0])
+    hrnet = "backbone.stage2.0.branches.0.0.conv1.weight" in state
+    if hrnet and backbone is None:
+        width = int(state["backbone.stage2.0.branches.0.0.conv1.weight"].shape[0])
+        backbone = f"hrnet_w{width}"
     if backbone is None:
         blocks = len({k.split(".")[2] for k in state if k.startswith("backbone.layer3.")})
         depth = {6: 50, 23: 101}.get(blocks)
@@ -303,11 +312,14 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
     kwargs = dict(MMSEG_MODELS[model], **options)
     if model != "ocrnet" and not any(k.startswith("auxiliary_head.") for k in state):
         kwargs["aux_head"] = False
+    if hrnet:  # the branches at strides 4-32, fused bilinearly as mmseg's HRNet does
+        kwargs = {k: v for k, v in kwargs.items() if k != "region_channels"}
+        kwargs.setdefault("hrnet_upsample", "bilinear")
     converted, origin = {}, {}
     for key, value in state.items():
-        target = mmseg_key(key, model)
+        target = mmseg_key(key, model, hrnet)
         converted[target], origin[target] = value, key
-    net = create_model(model, num_classes=num_classes, backbone=backbone, output_stride=8, **kwargs)
+    net = create_model(model, num_classes=num_classes, backbone=backbone, output_stride=32 if hrnet else 8, **kwargs)
     _check_and_load(net, converted, name, origin)
     dataset_meta = meta.get("dataset_meta") or {"classes": meta.get("CLASSES"), "palette": meta.get("PALETTE")}  # 1.x, else 0.x zoo files
     known = {"ade20k": (ADE20K_CLASSES, ADE20K_PALETTE), "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),

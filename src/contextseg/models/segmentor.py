@@ -42,6 +42,7 @@ class Segmentor(nn.Module):
         class_weight: optional per-class weights of the cross entropy.
         ohem_thresh, ohem_min_kept: online hard example mining on the main output only.
         contract_dilation: False dilates the first block of each dilated stage fully (HANet's release).
+        hrnet_upsample: HRNet fuse-layer upsampling, ``"nearest"`` (timm) or ``"bilinear"`` (mmseg).
         **head_kwargs: options of the decode head (see each model's head class).
 
     Forward:
@@ -72,6 +73,7 @@ class Segmentor(nn.Module):
         ohem_thresh: float | None = None,
         ohem_min_kept: int = 100000,
         contract_dilation: bool = True,
+        hrnet_upsample: str = "nearest",
         **head_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -83,6 +85,7 @@ class Segmentor(nn.Module):
         self.aux_weight = aux_weight
         self.aux_channels = int(aux_channels)
         self._contract_dilation = contract_dilation
+        self._hrnet_upsample = hrnet_upsample
         self.backbone = self.build_backbone(backbone, output_stride, pretrained_backbone)
         self.decode_head = self.build_decode_head(self.backbone.channels, self.num_classes, **head_kwargs)
         self.aux_head = self.build_aux_head(self.backbone.channels, self.num_classes) if aux_head else None
@@ -97,7 +100,7 @@ class Segmentor(nn.Module):
 
     # -- construction hooks -------------------------------------------------------------------
     def build_backbone(self, name: str, output_stride: int, pretrained) -> TimmBackbone:
-        return TimmBackbone(name, output_stride, pretrained, contract_dilation=self._contract_dilation)
+        return TimmBackbone(name, output_stride, pretrained, contract_dilation=self._contract_dilation, fuse_upsample=self._hrnet_upsample)
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:
         return self.head_cls(in_channels, num_classes, **kwargs, **self.head_context())
