@@ -89,3 +89,21 @@ def test_console_entry_point_lists_models():
     out = subprocess.run([sys.executable, "-m", "contextseg", "models", "--backbone", "resnet18d", "--num-classes", "19"], capture_output=True, text=True, check=True).stdout
     for name in ("fcn", "pspnet", "deeplabv3", "deeplabv3plus"):
         assert f"\n{name} " in out
+
+
+def test_eval_mmseg_compat_resizes_without_antialiasing(trained, monkeypatch, capsys):
+    from contextseg.engine import builders
+
+    seen = []
+    real = builders.build_eval_dataset
+
+    def spy(*args, **kwargs):
+        dataset = real(*args, **kwargs)
+        seen.append(dataset.transforms.antialias)
+        return dataset
+
+    monkeypatch.setattr(builders, "build_eval_dataset", spy)
+    checkpoint = str(trained / "run" / "last.pt")
+    assert main(["eval", "--checkpoint", checkpoint, "--mmseg-compat", "data.base_size=[48, 24]"]) == 0
+    assert main(["eval", "--checkpoint", checkpoint, "data.base_size=[48, 24]"]) == 0
+    assert seen == [False, True] and "mIoU" in capsys.readouterr().out

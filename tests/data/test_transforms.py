@@ -174,3 +174,20 @@ def test_with_dataset_and_dataloader():
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
     assert batch["image"].shape == (2, 3, 64, 96) and batch["mask"].shape == (2, 64, 96)
     assert batch["positions"].shape == (2, 64)
+
+
+def test_eval_transform_without_antialias_is_plain_half_pixel_bilinear():
+    """antialias=False (eval --mmseg-compat) resizes as mmcv's cv2 bilinear: half-pixel centres,
+    no low-pass filter, rounded to uint8; the default (antialiased) differs when shrinking."""
+    import torch.nn.functional as TF
+
+    from contextseg.data.transforms import EvalTransform
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=g)
+    mask = torch.zeros(60, 80, dtype=torch.uint8)
+    plain = EvalTransform(base_size=(40, 30), mean=(0, 0, 0), std=(1, 1, 1), antialias=False)(image, mask)["image"]
+    want = TF.interpolate(image[None].float(), size=(30, 40), mode="bilinear", align_corners=False)[0].round().clamp(0, 255) / 255
+    assert plain.shape == (3, 30, 40) and (plain - want).abs().max() <= 1 / 255 + 1e-6
+    smooth = EvalTransform(base_size=(40, 30), mean=(0, 0, 0), std=(1, 1, 1))(image, mask)["image"]
+    assert (smooth - want).abs().max() > 5 / 255

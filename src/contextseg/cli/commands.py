@@ -79,7 +79,8 @@ def cmd_eval(args) -> int:
         ensure_writable_folder(json_path.parent, "--json")
     device = resolve_device(args.device)
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
-    model, cfg, ckpt = load_checkpoint_model(args.checkpoint, device, config, overrides + _inference_overrides(args))
+    compat = ["evaluate.antialias=false"] if getattr(args, "mmseg_compat", False) else []
+    model, cfg, ckpt = load_checkpoint_model(args.checkpoint, device, config, overrides + _inference_overrides(args) + compat)
     dataset = build_eval_dataset(cfg, args.split, with_positions=False)
     if list(dataset.classes) != list(ckpt["classes"]):
         ours, theirs = list(dataset.classes), list(ckpt["classes"])

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="dataset split (default: the config's val_split)")
     p.add_argument("--json", dest="json_path", help="also write the results as JSON to this path")
     p.add_argument("--plots", help="also write class_iou.png and confusion.png to this folder (needs matplotlib)")
+    p.add_argument("--mmseg-compat", action="store_true", help="resize test images as mmsegmentation's test pipeline does (cv2 bilinear, no antialiasing), to compare with its model zoo")
     _add_inference_options(p)
 
     p = sub.add_parser("predict", help="write a label PNG and a colour overlay per image")

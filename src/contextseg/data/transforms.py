@@ -247,7 +247,9 @@ class TrainTransform:
 class EvalTransform:
     """Rescale the image to ``base_size`` (long, short; keep ratio; None = no resize) and normalise;
     the mask stays at its original resolution, where the metric is computed. Returns the same keys
-    as ``TrainTransform``; ``positions`` are r / h of the resized image's rows."""
+    as ``TrainTransform``; ``positions`` are r / h of the resized image's rows. ``antialias=False``
+    resizes as mmcv's ``imresize`` (cv2 bilinear, half-pixel centres, no low-pass filter), which
+    mmsegmentation's test pipelines use."""
 
     def __init__(
         self,
@@ -255,15 +257,17 @@ class EvalTransform:
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         with_positions: bool = False,
+        antialias: bool = True,
     ):
         self.base_size = tuple(base_size) if base_size is not None else None
         self.mean, self.std = tuple(mean), tuple(std)
         self.with_positions = with_positions
+        self.antialias = antialias
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.base_size is not None:
             size = rescale_size(*image.shape[-2:], self.base_size)
-            image = F.resize(tv_tensors.Image(image), list(size), antialias=True)
+            image = F.resize(tv_tensors.Image(image), list(size), antialias=self.antialias)
         result = {"image": _normalize(image, self.mean, self.std), "mask": mask.long()}
         if self.with_positions:
             result["positions"] = row_tops(image.shape[-2])

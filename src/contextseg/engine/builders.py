@@ -78,7 +78,7 @@ def size_warnings(cfg: Config, dataset) -> list[str]:
 
 def build_eval_dataset(cfg: Config, split: str | None = None, with_positions: bool = False):
     dataset = _dataset(cfg, split or cfg.data.val_split, None)
-    dataset.transforms = EvalTransform(base_size=_base_size(cfg, dataset), with_positions=with_positions)
+    dataset.transforms = EvalTransform(base_size=_base_size(cfg, dataset), with_positions=with_positions, antialias=cfg.evaluate.antialias)
     return dataset
 
 

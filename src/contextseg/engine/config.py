@@ -121,6 +121,7 @@ class EvalConfig:
     stride: list[int] | None = None  # slide stride; None = 2/3 of the window
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
+    antialias: bool = True  # antialiased test-image resize; false = mmcv's cv2 bilinear, as mmseg's test pipeline (eval --mmseg-compat)
 
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
