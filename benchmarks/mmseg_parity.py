@@ -73,6 +73,21 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
                 t.copy_(torch.randn(t.shape, generator=g) / fan_in**0.5 if t.ndim > 1 else 1 + 0.1 * torch.randn(t.shape, generator=g))
 
 
+def calibrate_batchnorm(model, x: torch.Tensor) -> None:
+    """Set every BatchNorm's running statistics to the statistics of its input on ``x`` (one
+    train-mode pass with momentum 1), as trained weights have them: without it random weights
+    through HRNet's residual and fuse sums give logits of 1e3, and float32 rounding scales with them."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        mmseg_logits(model, x)
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
+
+
 def mmseg_logits(model, x: torch.Tensor) -> torch.Tensor:
     metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]), pad_shape=tuple(x.shape[-2:]))] * x.shape[0]
     return model.encode_decode(x, metas)
@@ -82,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--size", type=int, nargs=2, default=(64, 96), metavar=("H", "W"))
+    parser.add_argument("--calibrate-bn", action="store_true", help="running statistics from a forward pass on another random batch (realistic activation scales)")
     args = parser.parse_args()
     import mmseg
 
@@ -91,6 +107,8 @@ def main() -> None:
     for i, name in enumerate(args.models):
         theirs = build_mmseg(CONFIGS[name]).eval()
         randomise(theirs, i)
+        if args.calibrate_bn:
+            calibrate_batchnorm(theirs, torch.randn(2, 3, *args.size, generator=torch.Generator().manual_seed(200 + i)))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.pth"
             torch.save({"state_dict": theirs.state_dict(), "meta": {"dataset_meta": {"classes": [f"c{k}" for k in range(19)], "palette": [[k, k, k] for k in range(19)]}}}, path)
