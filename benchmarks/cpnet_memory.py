@@ -34,9 +34,10 @@ from contextseg.modules import context_prior
 
 
 def stand_in(query, key, bias, row_loss):
-    """The attention replaced by ``X~ / N`` (intra and inter), and the loss by the mean of X~."""
+    """The attention replaced by ``X~ / N`` (intra and inter), and the loss by the mean of X~
+    (the layer drops it when no row loss was given)."""
     n = query.shape[1]
-    return query / n, query / n, query.mean() * 0 if row_loss is None else query.mean()
+    return query / n, query / n, query.mean()
 
 
 def step(head: CPHead, features: torch.Tensor, labels: torch.Tensor, repeats: int) -> tuple[float, float, float]:
