@@ -6,7 +6,11 @@ Each head is built twice with the same layout, mmseg's from its own zoo config's
 C2 256 x 128 x 128, C3 512, C4 1024, C5 2048 x 64 x 64, 150 classes. Rounds alternate between the
 two libraries (mmseg, contextseg, mmseg, ...) so a noisy machine hurts both alike; each cell is the
 median of ``--repeats`` steps after one warm-up. Memory is the growth of the resident set during the
-step (CPU) or the allocator's peak (CUDA). Goal: every head <= 1.0x mmseg's time and memory,
+step (CPU) or the allocator's peak (CUDA); on Linux the script re-runs itself with glibc's mmap
+threshold fixed (``MALLOC_MMAP_THRESHOLD_``), so that every large tensor is mapped on allocation and
+unmapped on free: otherwise glibc raises the threshold after the first free, later tensors come from
+a heap that keeps what the previous step freed, and the resident-set growth depends on which
+library ran before. Goal: every head <= 1.0x mmseg's time and memory,
 EncHead <= 0.3x.
 
 Runs in its own virtual environment, never a dependency of the package or CI::
@@ -125,5 +129,12 @@ def main() -> None:
               f"{m['theirs']:>9.0f} {m['ours']:>9.0f} {m['ours'] / max(m['theirs'], 1e-9):>6.2f}x", flush=True)
 
 
+def _exact_peaks() -> None:
+    """Re-run this script with a fixed mmap threshold (see the module docstring), once."""
+    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
+
+
 if __name__ == "__main__":
+    _exact_peaks()
     main()
