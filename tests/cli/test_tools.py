@@ -101,3 +101,24 @@ def test_bench_compile_and_channels_last_reach_the_model(monkeypatch):
     row = bench.bench_one("fcn", "resnet18d", 3, (32, 32), 2, 1, "cpu", "fp32", False, compile=True, channels_last=True)
     assert seen["nhwc"] and "compiled" in seen and row["compile"] and row["channels_last"] and row["batch"] == 2
     assert seen["compiled"].backbone.body.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bench_times_inference_in_eval_mode_and_training_in_train_mode(monkeypatch):
+    """Inference is timed as a user runs it (eval: running BatchNorm statistics, no dropout), so
+    DeepLabV3's image pooling works at batch 1; a training step runs in train mode."""
+    from contextseg.cli import bench
+
+    modes = []
+    real_build = bench.build_for_input
+
+    def build(*args):
+        model = real_build(*args)
+        model.register_forward_pre_hook(lambda m, a: modes.append(m.training) and None)
+        return model
+
+    monkeypatch.setattr(bench, "build_for_input", build)
+    bench.bench_one("deeplabv3", "resnet18d", 3, (32, 32), 1, 1, "cpu", "fp32", False)
+    assert modes[:2] == [False, False]
+    modes.clear()
+    bench.bench_one("fcn", "resnet18d", 3, (32, 32), 2, 1, "cpu", "fp32", True)
+    assert modes[:2] == [True, True]

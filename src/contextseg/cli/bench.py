@@ -93,9 +93,10 @@ def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repe
     y = torch.randint(0, num_classes, (batch, *size), device=dev)
     ctx = autocast_context(dev, precision)
 
+    model.train(train)  # inference is timed in eval mode: running BatchNorm statistics, no dropout
+
     def step():
         if train:
-            model.train()
             with ctx():
                 loss = model(x, y)["loss"]
             loss.backward()
