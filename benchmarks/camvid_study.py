@@ -75,7 +75,7 @@ def model_cost(config: Path, root: str) -> tuple[float, float]:
     model = build_model(cfg, len(CLASSES)).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     x = torch.zeros(1, 3, *FRAME)
-    mode = "slide" if hasattr(model.decode_head, "prior_size") else "whole"
+    mode = "slide" if model.tied_input_size() is not None else "whole"
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         inference(model, x, mode=mode, crop_size=cfg.data.crop_size)
     return params, counter.get_total_flops() / 1e9

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import contextseg as cs
+
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "cpnet", "encnet", "ocrnet", "spnet", "hanet"]
+MODELS = cs.list_models()  # every registered model has a CamVid recipe (checked below)
+
+
+def test_every_registered_model_has_a_camvid_recipe():
+    missing = [m for m in MODELS if not (ROOT / "configs" / m / f"{m}_r18_camvid.yaml").is_file()]
+    assert not missing, f"no configs/<model>/<model>_r18_camvid.yaml for {missing}"
 
 
 @pytest.fixture(scope="module")

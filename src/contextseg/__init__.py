@@ -3,8 +3,8 @@
 from . import backbones, data, engine, heads, losses, metrics, models, modules
 from .engine.explain import explain
 from .engine.saved_model import from_pretrained, load, save_pretrained
-from .models import create_model, list_models
+from .models import create_model, list_models, register_model
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "load", "save_pretrained", "from_pretrained", "explain", "backbones", "data", "engine", "heads", "losses", "metrics", "models", "modules", "__version__"]
+__all__ = ["create_model", "list_models", "register_model", "load", "save_pretrained", "from_pretrained", "explain", "backbones", "data", "engine", "heads", "losses", "metrics", "models", "modules", "__version__"]

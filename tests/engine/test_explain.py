@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import contextseg as cs
 from contextseg.cli.main import main
-from contextseg.engine.explain import EXPLAINED, NothingToExplain, explain, render
+from contextseg.engine.explain import NothingToExplain, explain, maps_by_group, render
 
 pytest.importorskip("matplotlib")
 
@@ -43,10 +43,12 @@ def test_every_model_through_the_cli(name, tmp_path):
 
     Image.fromarray(photo()).save(tmp_path / "street.png")
     code = main(["explain", str(tmp_path / "street.png"), "--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "out"), "--pixel", "10,30", "--pixel", "40,5"])
-    assert code == 0
-    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
-    assert written == sorted(f"street_{f}.png" for f in FILES.get(name, []))
-    if name not in EXPLAINED:
+    if cs.models.get_model_class(name).has_context_maps():
+        assert code == 0
+        written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+        assert written == sorted(f"street_{f}.png" for f in FILES[name])
+    else:  # a baseline: one clear line, exit 2, and no empty --out folder left behind
+        assert code == 2 and not (tmp_path / "out").exists()
         with pytest.raises(NothingToExplain, match="baseline"):
             explain(tiny(name), photo())
 
@@ -59,17 +61,64 @@ def test_cpnet_heat_map_is_the_prior_row_of_the_model():
     x = ((x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None])[None]
     with torch.no_grad():
         prior = torch.sigmoid(model.decode_head(model.backbone(x))["prior"].logits()[0])  # (48, 48), fused by default
-    for (px, py), heat in zip([(20, 30), (60, 2)], e["prior"]):
+    maps = maps_by_group(e)["prior"]
+    assert [m.title for m in maps[:2]] == ["intra-class prior P of (20, 30)", "inter-class 1 - P"]
+    for (px, py), (intra, inter) in zip([(20, 30), (60, 2)], zip(maps[::2], maps[1::2])):
         row = (py * 6 // 48) * 8 + px * 8 // 64
-        assert np.allclose(heat, prior[row].view(6, 8).numpy(), atol=1e-6)
+        assert intra.pixel == inter.pixel == (px, py) and intra.kind == inter.kind == "pixel_map"
+        assert np.allclose(intra.values, prior[row].view(6, 8).numpy(), atol=1e-6)
+        assert np.allclose(inter.values, 1 - prior[row].view(6, 8).numpy(), atol=1e-6)
     assert e["pixels"] == [(20, 30), (60, 2)] and e["image"].shape == (48, 64, 3)
 
 
 def test_ocrnet_maps_are_distributions_and_default_pixels_sit_on_classes(tmp_path):
     e = explain(tiny("ocrnet"), photo())
-    assert np.allclose(e["regions"].reshape(4, -1).sum(1), 1, atol=1e-5)  # a spatial softmax per region
-    assert np.allclose(e["pixel_region_attention"].sum(1), 1, atol=1e-5)  # a softmax over regions
+    groups = maps_by_group(e)
+    regions = np.stack([m.values for m in groups["regions"]])
+    assert [m.label for m in groups["regions"]] == [0, 1, 2, 3]
+    assert np.allclose(regions.reshape(4, -1).sum(1), 1, atol=1e-5)  # a spatial softmax per region
+    attention = np.stack([m.values for m in groups["pixel_region_attention"]])
+    assert attention.shape == (len(e["pixels"]), 4) and np.allclose(attention.sum(1), 1, atol=1e-5)  # a softmax over regions
+    assert [m.pixel for m in groups["pixel_region_attention"]] == e["pixels"]
     for x, y in e["pixels"]:
         assert 0 <= x < e["image"].shape[1] and 0 <= y < e["image"].shape[0]
     assert len({int(e["labels"][y, x]) for x, y in e["pixels"]}) == len(e["pixels"])  # different classes
     assert [p.name for p in render(e, tmp_path, "s")] == ["s_regions.png", "s_pixel_region_attention.png"]
+
+
+def test_hanet_curves_are_each_blocks_attention_on_its_own_inputs():
+    """The row curves are the four HANet blocks' attention, each computed on the inputs the block
+    gets in the forward pass (captured here by forward hooks, independently of the head's hook)."""
+    model = tiny("hanet")
+    e = explain(model, photo(), pixels=[(5, 5)])
+    captured = []
+    hooks = [block.register_forward_hook(lambda m, i, o: captured.append(o[0, :, :, 0].numpy())) for block in model.decode_head.hanet]
+    view = torch.from_numpy(e["image"]).permute(2, 0, 1).float().div(255)
+    try:
+        with torch.no_grad():
+            model(((view - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None])[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    curves = maps_by_group(e)["height_attention"]
+    assert [m.kind for m in curves] == ["row_curve"] * 4
+    for got, want in zip(curves, captured):
+        assert np.allclose(got.values, want, atol=2e-2)  # the shown image is the view rounded to uint8
+
+
+def test_encnet_bars_are_the_se_branch_presence():
+    model = tiny("encnet")
+    e = explain(model, photo(), pixels=[(5, 5)])
+    (bars,) = maps_by_group(e)["class_presence"]
+    view = torch.from_numpy(e["image"]).permute(2, 0, 1).float().div(255)
+    with torch.no_grad():
+        x = ((view - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None])[None]
+        se = torch.sigmoid(model.decode_head(model.backbone(x))["se_logits"][0]).numpy()
+    assert bars.kind == "class_bars" and bars.pixel is None and np.allclose(bars.values, se, atol=2e-2)
+
+
+def test_context_map_refuses_unknown_kinds_and_wrong_shapes():
+    with pytest.raises(ValueError, match="kind"):
+        cs.heads.ContextMap("heat", "g", "t", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="1-d array"):
+        cs.heads.ContextMap("class_bars", "g", "t", np.zeros((2, 2)))

@@ -66,14 +66,11 @@ class PeakMemory:
 
 
 def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
-    """Model ``name`` for ``size`` inputs (CPNet's prior set to that input's OS 8 feature size)."""
-    from ..models import MODELS, create_model
+    """Model ``name`` for ``size`` inputs at output stride 8 (with the options tied to that input
+    size, :meth:`Segmentor.crop_options`: CPNet's prior)."""
+    from ..models import create_model, get_model_class
 
-    from ..engine.builders import feature_size
-
-    kwargs = {}
-    if "prior_size" in MODELS[name].options():  # CPNet's prior is tied to the feature size (OS 8)
-        kwargs["prior_size"] = feature_size(size, 8)
+    kwargs = get_model_class(name).crop_options(size, 8)
     return create_model(name, num_classes=num_classes, backbone=backbone, output_stride=8, **kwargs)
 
 

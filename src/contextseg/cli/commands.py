@@ -205,10 +205,14 @@ def cmd_explain(args) -> int:
     from ..data.base import DatasetError, read_image
     from ..engine.distributed import resolve_device
     from ..engine.explain import NothingToExplain, explain, render
+    from ..models import get_model_class, list_models
 
     out = Path(args.out)
-    ensure_writable_folder(out, "--out")
     model = load(args.checkpoint, resolve_device(args.device))
+    if not type(model).has_context_maps():
+        raise NothingToExplain(f"--checkpoint {args.checkpoint}: {type(model).__name__} is a baseline with no context module to explain; "
+                               f"explain a context model ({', '.join(n for n in list_models() if get_model_class(n).has_context_maps())})")
+    ensure_writable_folder(out, "--out")
     images = [path for path, _ in _collect_images(args.inputs)]
     written, failed = [], []
     for path in images:
@@ -218,12 +222,7 @@ def cmd_explain(args) -> int:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             failed.append(path)
             continue
-        try:
-            explanation = explain(model, rgb, pixels=args.pixel)
-        except NothingToExplain as exc:
-            print(exc)
-            return 0
-        written += render(explanation, out, path.stem)
+        written += render(explain(model, rgb, pixels=args.pixel), out, path.stem)
     print(f"wrote {len(written)} picture(s) to {out}: {', '.join(p.name for p in written)}" + (f"; {len(failed)} image(s) failed" if failed else ""))
     return 1 if failed else 0
 

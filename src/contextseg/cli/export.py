@@ -22,12 +22,12 @@ def run_export(args) -> int:
         print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} (load with contextseg.from_pretrained)")
         return 0
     size = tuple(args.size) if args.size else tuple(cfg.data.crop_size)
-    prior = getattr(model.decode_head, "prior_size", None)
-    if prior is not None and args.size and tuple(-(-s // model.backbone.output_stride) for s in size) != tuple(prior):
-        crop = tuple(cfg.data.crop_size)
+    tied = model.tied_input_size()
+    stride = model.backbone.output_stride
+    if tied is not None and args.size and type(model).crop_options(size, stride) != type(model).crop_options(tied, stride):
         raise ValueError(
-            f"--size {size[0]} {size[1]}: CPNet's prior is tied to its training crop ({prior[0]}x{prior[1]} features); "
-            f"export at the crop size, --size {crop[0]} {crop[1]}, and run larger images in windows of it"
+            f"--size {size[0]} {size[1]}: {type(model).__name__} is tied to its training crop {tied[0]}x{tied[1]} "
+            f"({type(model).crop_options(tied, stride)}); export at --size {tied[0]} {tied[1]} and run larger images in windows of it"
         )
     out = Path(args.out)
     if out.is_dir():

@@ -12,6 +12,7 @@ from ..data import build_dataset
 from ..data.base import median_frequency_weights
 from ..data.transforms import EvalTransform, TrainTransform
 from ..models import Segmentor, create_model, get_model_class
+from ..modules.common import feature_size
 from .config import Config, ConfigError
 
 __all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "size_warnings", "class_balance_weights", "autocast_context"]
@@ -82,11 +83,6 @@ def build_eval_dataset(cfg: Config, split: str | None = None, with_positions: bo
     return dataset
 
 
-def feature_size(crop_size, stride: int) -> tuple[int, int]:
-    """The (h, w) of a stride-``stride`` feature map of a ``crop_size`` input (padded convs round up)."""
-    return tuple(math.ceil(int(c) / int(stride)) for c in crop_size)
-
-
 def class_balance_weights(cfg: Config, dataset) -> list[float] | None:
     """The class weights ``data.class_balance`` asks for, from ``dataset``'s masks (or None)."""
     if cfg.data.class_balance is None:
@@ -97,9 +93,9 @@ def class_balance_weights(cfg: Config, dataset) -> list[float] | None:
 def build_model(cfg: Config, num_classes: int, ignore_index: int = 255, class_weight: list[float] | None = None) -> Segmentor:
     """The model of ``cfg.model`` for ``num_classes``.
 
-    CPNet's ``prior_size`` follows from the training crop: ``data.crop_size`` over the backbone's
-    output stride. A config that leaves it out gets it derived; one that states another size is
-    refused with both sizes named.
+    Options tied to the training crop (:meth:`Segmentor.crop_options`: CPNet's ``prior_size``, the
+    crop's feature size) follow from ``data.crop_size`` at the backbone's output stride: a config
+    that leaves one out gets it derived; one that states another value is refused naming both.
     """
     options = dict(cfg.model)
     name = options.pop("name")
@@ -111,20 +107,21 @@ def build_model(cfg: Config, num_classes: int, ignore_index: int = 255, class_we
         if options.get("class_weight") is not None:
             raise ConfigError(f"model.class_weight and data.class_balance={cfg.data.class_balance!r} both set class weights; keep one")
         options["class_weight"] = class_weight
-    wants_prior = "prior_size" in get_model_class(name).options()
-    stated = options.pop("prior_size", None) if wants_prior else None
-    if wants_prior:
-        options["prior_size"] = stated or feature_size(cfg.data.crop_size, options.get("output_stride", 8))
+    cls = get_model_class(name)
+    stated = {k: options[k] for k in cls.crop_options(cfg.data.crop_size, 8) if options.get(k) is not None}
+    for key, value in cls.crop_options(cfg.data.crop_size, options.get("output_stride", 8)).items():
+        options.setdefault(key, value)
+        if options[key] is None:
+            options[key] = value
     model = create_model(name, num_classes=num_classes, **options)
-    if wants_prior:
-        expected = feature_size(cfg.data.crop_size, model.backbone.output_stride)
-        actual = tuple(model.decode_head.prior_size)
-        if actual != expected:
-            what = f"model.prior_size={list(stated)}" if stated else f"the derived prior size {list(actual)}"
+    for key, expected in cls.crop_options(cfg.data.crop_size, model.backbone.output_stride).items():
+        used = list(options[key]) if isinstance(options[key], (list, tuple)) else options[key]
+        if used != list(expected):
+            what = f"model.{key}={used}" if key in stated else f"the derived {key} {used}"
             raise ConfigError(
                 f"{what} does not match data.crop_size={list(cfg.data.crop_size)} at output stride "
-                f"{model.backbone.output_stride}, whose feature map is {list(expected)}; "
-                "leave model.prior_size out to derive it from the crop"
+                f"{model.backbone.output_stride}, which needs {key}={list(expected)}; "
+                f"leave model.{key} out to derive it from the crop"
             )
     return model
 

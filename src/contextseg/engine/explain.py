@@ -1,17 +1,21 @@
 """What each context module looks at, as arrays (:func:`explain`) and as pictures (:func:`render`).
 
-- **CPNet**: for chosen pixels, the row of the context prior map P (which pixels the network
-  believes share the pixel's class; the intra-class context averages them) and 1 - P (the
-  inter-class context), as heat maps over the image.
-- **OCRNet**: each object region's spatial softmax (the weights that pool the region's
-  representation) and, for chosen pixels, the pixel-region attention over the K regions.
-- **HANet**: each block's attention along the image height (mean over channels, 10-90% band).
-- **EncNet**: the class-presence probabilities the SE loss trains (sigmoid of the SE logits).
-- **SPNet**: the strip pooling gates inside the backbone (mean over channels).
+Every model says what its context modules compute through one hook,
+:meth:`Segmentor.context_maps <contextseg.models.Segmentor.context_maps>`, as maps of three generic
+kinds (:class:`~contextseg.heads.ContextMap`): a map over the image (``pixel_map``), a curve along
+the image height (``row_curve``) and one number per class (``class_bars``), each either for the
+whole image or for one query pixel. This module draws kinds, never model names:
+
+- **CPNet**: for chosen pixels, the row of the context prior map P and 1 - P (pixel maps).
+- **OCRNet**: each object region's spatial softmax (pixel maps, one per predicted class) and, for
+  chosen pixels, the pixel-region attention over the K regions (class bars).
+- **HANet**: each block's attention along the image height (row curves, 10-90 % band).
+- **EncNet**: the class-presence probabilities the SE loss trains (class bars).
+- **SPNet**: the strip pooling gates inside the backbone (pixel maps).
 - The baselines have no context module, and say so.
 
-The image is shown as the model sees it: resized to its test scale, and for CPNet to its training
-crop (the prior map is tied to it). Pixels are ``(x, y)`` in the original image.
+The image is shown as the model sees it: resized to its test scale, and for a model tied to its
+training crop (CPNet) to that crop. Pixels are ``(x, y)`` in the original image.
 """
 
 from __future__ import annotations
@@ -26,16 +30,18 @@ import torch.nn.functional as F
 
 from ..data.base import as_rgb_array
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from ..heads.base import ContextMap
 from ..models import Segmentor
-from ..modules import HeightAttention, ObjectContextBlock, SpatialGather, StripPooling
 
-__all__ = ["explain", "render", "NothingToExplain", "EXPLAINED"]
-
-EXPLAINED = {"cpnet", "ocrnet", "hanet", "encnet", "spnet"}
+__all__ = ["explain", "render", "NothingToExplain"]
 
 
 class NothingToExplain(ValueError):
     """The model has no context module (a baseline)."""
+
+
+def model_name(model: Segmentor) -> str:
+    return model.meta.get("model", {}).get("name") or type(model).__name__.lower()
 
 
 @torch.no_grad()
@@ -44,74 +50,50 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``).
 
     Returns ``{"model", "image" (h, w, 3) uint8 as the model saw it, "labels" (h, w) its prediction,
-    "pixels" [(x, y)] in that view, "classes", plus the model's maps}``:
-    ``prior`` (P, h, w) rows of P for CPNet; ``regions`` (K, h, w) and ``pixel_region_attention``
-    (P, K) for OCRNet; ``height_attention`` list of (C_h, rows) per block for HANet;
-    ``class_presence`` (K,) for EncNet; ``strip_gates`` {name: (h, w)} for SPNet.
+    "pixels" [(x, y)] in that view, "classes", "maps" [ContextMap]}``; ``maps_by_group(e)`` groups
+    the maps as they are drawn (``{"prior": [...], ...}``).
     """
-    name = model.meta.get("model", {}).get("name") or type(model).__name__.lower()
-    if name not in EXPLAINED:
-        raise NothingToExplain(f"{name} is a baseline: it has no context module to explain (explain works for {', '.join(sorted(EXPLAINED))})")
+    name = model_name(model)
+    if not type(model).has_context_maps():
+        raise NothingToExplain(f"{name} is a baseline: it has no context module to explain (explain works for models whose head or segmentor implements context_maps)")
     model.eval()
     rgb = as_rgb_array(image)
-    transform = EvalTransform(base_size=model.meta.get("base_size"), mean=model.meta.get("mean", IMAGENET_MEAN), std=model.meta.get("std", IMAGENET_STD))
+    mean, std = model.meta.get("mean", IMAGENET_MEAN), model.meta.get("std", IMAGENET_STD)
+    transform = EvalTransform(base_size=model.meta.get("base_size"), mean=mean, std=std)
     view = transform(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), torch.zeros(rgb.shape[:2], dtype=torch.int64))["image"][None]
-    prior = getattr(model.decode_head, "prior_size", None)
-    if prior is not None:  # CPNet sees its training crop
-        view = F.interpolate(view, size=[p * model.backbone.output_stride for p in prior], mode="bilinear", align_corners=False)
-    device = next(model.parameters()).device
-    view = view.to(device)
+    tied = model.tied_input_size()
+    if tied is not None:  # a model tied to its training crop sees the image at that crop
+        view = F.interpolate(view, size=list(tied), mode="bilinear", align_corners=False)
+    view = view.to(next(model.parameters()).device)
     size = view.shape[-2:]
     sy, sx = size[0] / rgb.shape[0], size[1] / rgb.shape[1]
-
-    captured: dict[str, Any] = {}
-    hooks = [model.decode_head.register_forward_hook(lambda m, i, o: captured.__setitem__("head", o))]
-    for module_name, module in model.named_modules():
-        if isinstance(module, (SpatialGather, ObjectContextBlock, HeightAttention, StripPooling)):
-            hooks.append(module.register_forward_hook(lambda m, i, o, n=module_name: captured.setdefault("inputs", {}).__setitem__(n, i)))
-    try:
-        logits = model(view)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    labels = logits.argmax(1)[0].cpu()
+    labels = model(view).argmax(1)[0].cpu()
     chosen = [(int(x * sx), int(y * sy)) for x, y in pixels] if pixels else _default_pixels(labels, max_pixels)
     for x, y in chosen:
         if not (0 <= x < size[1] and 0 <= y < size[0]):
             raise ValueError(f"pixel ({x}, {y}) lies outside the {size[1]}x{size[0]} view of the image")
-    shown = _denormalise(view[0], model.meta.get("mean", IMAGENET_MEAN), model.meta.get("std", IMAGENET_STD))
-    out: dict[str, Any] = {"model": name, "image": shown, "labels": labels.numpy(), "pixels": chosen, "classes": model.meta.get("classes") or [str(k) for k in range(model.num_classes)]}
-    inputs = captured.get("inputs", {})
-    if name == "cpnet":
-        h, w = prior
-        index = [(y * h // size[0]) * w + (x * w // size[1]) for x, y in chosen]
-        head = captured["head"]
-        logits = head["prior"].logits(index)[0] if "prior" in head else head["prior_logits"][0, index]  # row i = pixel i's prior
-        out["prior"] = torch.sigmoid(logits.float()).view(len(index), h, w).cpu().numpy()
-    elif name == "ocrnet":
-        gather = next(v for k, v in inputs.items() if k.endswith("gather"))
-        block = next(v for k, v in inputs.items() if k.endswith("object_context"))
-        block_module = model.decode_head.object_context
-        feats, region_logits = gather
-        weights = model.decode_head.gather.weights(feats, region_logits)[0]  # (K, N)
-        fh, fw = feats.shape[-2:]
-        out["regions"] = weights.view(-1, fh, fw).float().cpu().numpy()
-        attention = block_module.attention(*block)[0]  # (N, K)
-        ah, aw = block_module.pool(block[0]).shape[-2:]
-        index = [(y * ah // size[0]) * aw + (x * aw // size[1]) for x, y in chosen]
-        out["pixel_region_attention"] = attention[index].float().cpu().numpy()
-    elif name == "hanet":
-        blocks = [m for m in model.decode_head.hanet]
-        names = [k for k in inputs if ".hanet." in k]
-        out["height_attention"] = [blocks[i](*inputs[k])[0, :, :, 0].float().cpu().numpy() for i, k in enumerate(names)]
-    elif name == "encnet":
-        out["class_presence"] = torch.sigmoid(captured["head"]["se_logits"][0].float()).cpu().numpy()
-    elif name == "spnet":
-        spms = dict(model.named_modules())
-        out["strip_gates"] = {k.replace("backbone.body.", "").replace(".aa.1", ""): spms[k].gate(v[0])[0].mean(0).float().cpu().numpy() for k, v in inputs.items() if isinstance(spms[k], StripPooling)}
+    maps = model.context_maps(view, chosen)
+    if not maps:
+        raise NothingToExplain(f"{name} computed no context maps on this image (e.g. SPNet without strip pooling)")
+    out: dict[str, Any] = {
+        "model": name,
+        "image": _denormalise(view[0], mean, std),
+        "labels": labels.numpy(),
+        "pixels": chosen,
+        "classes": model.meta.get("classes") or [str(k) for k in range(model.num_classes)],
+        "maps": maps,
+    }
     if out_dir is not None:
         out["files"] = render(out, out_dir, stem)
     return out
+
+
+def maps_by_group(explanation: dict[str, Any]) -> dict[str, list[ContextMap]]:
+    """The explanation's maps by group, in the order the model gave them."""
+    groups: dict[str, list[ContextMap]] = {}
+    for m in explanation["maps"]:
+        groups.setdefault(m.group, []).append(m)
+    return groups
 
 
 def _default_pixels(labels: torch.Tensor, count: int) -> list[tuple[int, int]]:
@@ -134,97 +116,115 @@ def _denormalise(image: torch.Tensor, mean, std) -> np.ndarray:
 
 
 def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:
-    """Draw ``explanation`` as PNGs in ``out_dir`` (needs matplotlib: ``pip install "contextseg[viz]"``);
-    returns the files written: ``<stem>_prior.png`` (CPNet), ``<stem>_regions.png`` and
-    ``<stem>_pixel_region_attention.png`` (OCRNet), ``<stem>_height_attention.png`` (HANet),
-    ``<stem>_class_presence.png`` (EncNet), ``<stem>_strip_gates.png`` (SPNet)."""
+    """Draw ``explanation`` as PNGs in ``out_dir``, one ``<stem>_<group>.png`` per group of maps
+    (needs matplotlib: ``pip install "contextseg[viz]"``); returns the files written.
+
+    By kind: pixel maps are heat maps over the image (one row per query pixel, marked; maps tied
+    to a class only for the predicted classes, at most 8); row curves are drawn beside the image,
+    top to bottom (channel mean and its 10-90 % band); class bars show the 12 largest classes,
+    beside the image (with the query pixel marked)."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e = explanation
-    image, classes = e["image"], e["classes"]
-    h, w = image.shape[:2]
     written = []
-
-    def save(fig, name):
-        path = out_dir / f"{stem}_{name}.png"
+    for group, maps in maps_by_group(e).items():
+        kind = maps[0].kind
+        if kind == "pixel_map":
+            fig = _draw_pixel_maps(plt, e, maps)
+        elif kind == "row_curve":
+            fig = _draw_row_curves(plt, e, maps)
+        else:
+            fig = _draw_class_bars(plt, e, maps)
+        path = out_dir / f"{stem}_{group}.png"
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
-
-    def overlay(ax, heat, title, cmap="inferno", vmin=None, vmax=None):
-        ax.imshow(image)
-        ax.imshow(heat, cmap=cmap, alpha=0.6, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-
-    def mark(ax, x, y):
-        ax.plot([x], [y], marker="o", markersize=7, markerfacecolor="cyan", markeredgecolor="black")
-
-    if "prior" in e:
-        fig, axes = plt.subplots(len(e["pixels"]), 2, figsize=(7, 2.6 * len(e["pixels"])), squeeze=False)
-        for row, ((x, y), prior) in enumerate(zip(e["pixels"], e["prior"])):
-            name = classes[int(e["labels"][y, x])]
-            overlay(axes[row, 0], prior, f"intra-class prior P of ({x}, {y}), {name}", vmin=0, vmax=1)
-            overlay(axes[row, 1], 1 - prior, "inter-class 1 - P", cmap="viridis", vmin=0, vmax=1)
-            for ax in axes[row]:
-                mark(ax, x, y)
-        save(fig, "prior")
-    if "regions" in e:
-        present = [int(k) for k in np.unique(e["labels"])][:8]
-        cols = min(4, len(present))
-        fig, axes = plt.subplots(math.ceil(len(present) / cols), cols, figsize=(3.2 * cols, 2.6 * math.ceil(len(present) / cols)), squeeze=False)
-        for ax in axes.flat[len(present):]:
-            ax.axis("off")
-        for ax, k in zip(axes.flat, present):
-            overlay(ax, e["regions"][k], f"object region: {classes[k]}")
-        save(fig, "regions")
-        fig, axes = plt.subplots(len(e["pixels"]), 2, figsize=(9, 2.4 * len(e["pixels"])), squeeze=False, gridspec_kw={"width_ratios": [1, 1.6]})
-        for row, ((x, y), att) in enumerate(zip(e["pixels"], e["pixel_region_attention"])):
-            axes[row, 0].imshow(image)
-            mark(axes[row, 0], x, y)
-            axes[row, 0].axis("off")
-            top = np.argsort(att)[::-1][:8]
-            axes[row, 1].barh([classes[k] for k in top][::-1], att[top][::-1], color="tab:orange")
-            axes[row, 1].set_xlim(0, 1)
-            axes[row, 1].set_title(f"pixel-region attention of ({x}, {y})", fontsize=9)
-        save(fig, "pixel_region_attention")
-    if "height_attention" in e:
-        blocks = e["height_attention"]
-        fig, axes = plt.subplots(1, len(blocks) + 1, figsize=(3 + 2 * len(blocks), 3.2), gridspec_kw={"width_ratios": [2.2] + [1] * len(blocks)})
-        axes[0].imshow(image)
-        axes[0].axis("off")
-        axes[0].set_title("image", fontsize=9)
-        for i, (ax, att) in enumerate(zip(axes[1:], blocks)):
-            rows = np.linspace(0, 1, att.shape[1])
-            ax.fill_betweenx(rows, np.percentile(att, 10, axis=0), np.percentile(att, 90, axis=0), color="tab:blue", alpha=0.3)
-            ax.plot(att.mean(0), rows, color="tab:blue")
-            ax.set_ylim(1, 0)
-            ax.set_xlim(0, 1)
-            ax.set_title(f"HANet block {i}", fontsize=9)
-            ax.set_xlabel("attention")
-            ax.set_yticks([0, 0.5, 1])
-            ax.set_yticklabels(["top", "middle", "bottom"] if i == 0 else [])
-        save(fig, "height_attention")
-    if "class_presence" in e:
-        probs = e["class_presence"]
-        order = np.argsort(probs)[::-1][:20]
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
-        axes[0].imshow(image)
-        axes[0].axis("off")
-        axes[1].barh([classes[k] for k in order][::-1], probs[order][::-1], color="tab:green")
-        axes[1].set_xlim(0, 1)
-        axes[1].set_title("class presence (SE branch)", fontsize=9)
-        save(fig, "class_presence")
-    if "strip_gates" in e:
-        gates = e["strip_gates"]
-        fig, axes = plt.subplots(1, len(gates) + 1, figsize=(3 * (len(gates) + 1), 2.6))
-        axes[0].imshow(image)
-        axes[0].axis("off")
-        for ax, (name, gate) in zip(axes[1:], gates.items()):
-            overlay(ax, gate, f"strip gate {name}", cmap="magma")
-        save(fig, "strip_gates")
     return written
+
+
+def _class_name(e: dict[str, Any], pixel: tuple[int, int]) -> str:
+    x, y = pixel
+    return e["classes"][int(e["labels"][y, x])]
+
+
+def _overlay(ax, e: dict[str, Any], m: ContextMap, title: str) -> None:
+    image = e["image"]
+    h, w = image.shape[:2]
+    vmin, vmax = m.vrange if m.vrange is not None else (None, None)
+    ax.imshow(image)
+    ax.imshow(m.values, cmap=m.cmap, alpha=0.6, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    if m.pixel is not None:
+        ax.plot([m.pixel[0]], [m.pixel[1]], marker="o", markersize=7, markerfacecolor="cyan", markeredgecolor="black")
+
+
+def _rows_by_pixel(maps: list[ContextMap]) -> list[list[ContextMap]]:
+    rows: dict[Any, list[ContextMap]] = {}
+    for m in maps:
+        rows.setdefault(m.pixel, []).append(m)
+    return list(rows.values())
+
+
+def _draw_pixel_maps(plt, e: dict[str, Any], maps: list[ContextMap]):
+    if maps[0].pixel is not None:  # one row per query pixel: its maps side by side
+        rows = _rows_by_pixel(maps)
+        cols = max(len(r) for r in rows)
+        fig, axes = plt.subplots(len(rows), cols, figsize=(3.5 * cols, 2.6 * len(rows)), squeeze=False)
+        for row, row_maps in zip(axes, rows):
+            for i, (ax, m) in enumerate(zip(row, row_maps)):
+                _overlay(ax, e, m, f"{m.title}, {_class_name(e, m.pixel)}" if i == 0 else m.title)
+            for ax in row[len(row_maps):]:
+                ax.axis("off")
+        return fig
+    present = {int(k) for k in np.unique(e["labels"])}
+    shown = [m for m in maps if m.label is None or m.label in present][:8]
+    cols = min(4, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, shown):
+        _overlay(ax, e, m, f"{m.title}: {e['classes'][m.label]}" if m.label is not None else m.title)
+    return fig
+
+
+def _draw_row_curves(plt, e: dict[str, Any], maps: list[ContextMap]):
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 + 2 * len(maps), 3.2), gridspec_kw={"width_ratios": [2.2] + [1] * len(maps)})
+    axes[0].imshow(e["image"])
+    axes[0].axis("off")
+    axes[0].set_title("image", fontsize=9)
+    for i, (ax, m) in enumerate(zip(axes[1:], maps)):
+        curves = m.values
+        rows = np.linspace(0, 1, curves.shape[1])
+        ax.fill_betweenx(rows, np.percentile(curves, 10, axis=0), np.percentile(curves, 90, axis=0), color="tab:blue", alpha=0.3)
+        ax.plot(curves.mean(0), rows, color="tab:blue")
+        ax.set_ylim(1, 0)
+        if m.vrange is not None:
+            ax.set_xlim(*m.vrange)
+        ax.set_title(m.title, fontsize=9)
+        ax.set_xlabel("attention")
+        ax.set_yticks([0, 0.5, 1])
+        ax.set_yticklabels(["top", "middle", "bottom"] if i == 0 else [])
+    return fig
+
+
+def _draw_class_bars(plt, e: dict[str, Any], maps: list[ContextMap]):
+    classes = e["classes"]
+    fig, axes = plt.subplots(len(maps), 2, figsize=(9, 2.6 * len(maps) + 0.8), squeeze=False, gridspec_kw={"width_ratios": [1.4, 1]})
+    for (ax_image, ax_bars), m in zip(axes, maps):
+        ax_image.imshow(e["image"])
+        ax_image.axis("off")
+        if m.pixel is not None:
+            ax_image.plot([m.pixel[0]], [m.pixel[1]], marker="o", markersize=7, markerfacecolor="cyan", markeredgecolor="black")
+        top = np.argsort(m.values)[::-1][:12]
+        ax_bars.barh([classes[k] for k in top][::-1], m.values[top][::-1], color="tab:orange" if m.pixel is not None else "tab:green")
+        if m.vrange is not None:
+            ax_bars.set_xlim(*m.vrange)
+        ax_bars.set_title(m.title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def _pyplot():

@@ -1,7 +1,7 @@
 """Decode heads: the baselines and the five context methods' heads."""
 
 from .aspp import ASPP, ASPPHead, DeepLabV3PlusHead, aspp_dilations
-from .base import DecodeHead, HeadOutput
+from .base import CONTEXT_MAP_KINDS, ContextMap, DecodeHead, HeadOutput, feature_index
 from .cp_head import CPHead
 from .enc_head import EncHead
 from .fcn import FCNHead
@@ -13,6 +13,9 @@ from .sp_head import SPHead
 __all__ = [
     "DecodeHead",
     "HeadOutput",
+    "ContextMap",
+    "CONTEXT_MAP_KINDS",
+    "feature_index",
     "FCNHead",
     "PSPHead",
     "PyramidPoolingModule",

@@ -1,26 +1,78 @@
-"""The decode-head base: pick inputs by stage index, end in ``cls_seg``, own extra loss terms."""
+"""The decode-head base: pick inputs by stage index, end in ``cls_seg``, own extra loss terms, and
+say what its context module computed (:class:`ContextMap`, drawn by ``contextseg.explain``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence, TypedDict
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..modules.common import init_conv_bn
-from ..modules.context_prior import PriorFactors
 
-__all__ = ["DecodeHead", "HeadOutput"]
+__all__ = ["DecodeHead", "HeadOutput", "ContextMap", "CONTEXT_MAP_KINDS"]
+
+CONTEXT_MAP_KINDS = ("pixel_map", "row_curve", "class_bars")
+
 
 class HeadOutput(TypedDict, total=False):
-    """What a decode head returns: ``logits`` always, plus the tensors its own losses need."""
+    """What every decode head returns: ``logits (B, K, h, w)``. A head whose losses need more
+    declares its own subclass (``CPHeadOutput``, ``EncHeadOutput``, ``OCRHeadOutput``)."""
 
-    logits: torch.Tensor  # (B, K, h, w)
-    prior_logits: torch.Tensor  # CPNet (plain): (B, N, N) pre-sigmoid context prior map
-    prior: PriorFactors  # CPNet (fused): the same map in factored form, never materialised
-    loss_affinity: torch.Tensor  # CPNet (fused, given targets): the Affinity Loss of its forward pass
-    se_logits: torch.Tensor  # EncNet: (B, K) class-presence logits of the SE branch
-    object_regions: torch.Tensor  # OCRNet: (B, K, h, w) soft object regions
+    logits: torch.Tensor
+
+
+@dataclass
+class ContextMap:
+    """One thing a context module computed on one image, in one of three generic kinds, so that
+    ``contextseg.explain`` and the demo draw any method without knowing its name:
+
+    - ``"pixel_map"``: ``values (h, w)``, a map over the image at any resolution (drawn stretched
+      over it): CPNet's prior row P of a pixel and 1 - P, an OCRNet object region, an SPNet gate.
+    - ``"row_curve"``: ``values (C, rows)``, one curve per channel from the top of the image to
+      the bottom (drawn as the channel mean with its 10-90 % band): HANet's height attention.
+    - ``"class_bars"``: ``values (K,)``, one number per class (the largest drawn as bars):
+      EncNet's class presence, OCRNet's pixel-region attention of a pixel.
+
+    Args:
+        kind: one of :data:`CONTEXT_MAP_KINDS`.
+        group: maps of one group are drawn in one figure (``<stem>_<group>.png``).
+        title: what the map is, in the paper's words.
+        values: float32 numpy array of the kind's shape.
+        pixel: the query pixel ``(x, y)`` in the image the model saw, for a map that belongs to one
+            pixel (a row of CPNet's prior, OCRNet's attention of a pixel); None otherwise.
+        label: the class the map belongs to (an OCRNet object region), or None. Class maps are
+            drawn for the classes the model predicts on the image.
+        vrange: the value range of the colour scale or axis; None = the map's own.
+        cmap: matplotlib colour map of a ``pixel_map``.
+    """
+
+    kind: str
+    group: str
+    title: str
+    values: np.ndarray
+    pixel: tuple[int, int] | None = None
+    label: int | None = None
+    vrange: tuple[float, float] | None = (0.0, 1.0)
+    cmap: str = "inferno"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTEXT_MAP_KINDS:
+            raise ValueError(f"ContextMap kind must be one of {CONTEXT_MAP_KINDS}, got {self.kind!r}")
+        if isinstance(self.values, torch.Tensor):
+            self.values = self.values.detach().float().cpu().numpy()
+        dims = {"pixel_map": 2, "row_curve": 2, "class_bars": 1}[self.kind]
+        if self.values.ndim != dims:
+            raise ValueError(f"a {self.kind} ContextMap holds a {dims}-d array, got shape {self.values.shape}")
+
+
+def feature_index(pixels: Sequence[tuple[int, int]], image_size: Sequence[int], feature_size: Sequence[int]) -> list[int]:
+    """Flat indices ``row * w + col`` of the cells of an ``(h, w)`` feature map that hold the image
+    pixels ``(x, y)`` of an ``image_size`` ``(H, W)`` input: ``row = y h // H``, ``col = x w // W``."""
+    (big_h, big_w), (h, w) = image_size, feature_size
+    return [(y * h // big_h) * w + (x * w // big_w) for x, y in pixels]
 
 
 class DecodeHead(nn.Module):
@@ -87,6 +139,14 @@ class DecodeHead(nn.Module):
     def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted head-specific loss terms by name (none for the baselines)."""
         return {}
+
+    def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], **inputs) -> list[ContextMap]:
+        """What this head's context module computes on one image (batch of 1): the hook that
+        ``contextseg.explain`` and the demo draw. ``features`` are the backbone's levels of an
+        ``image_size`` ``(H, W)`` input, ``pixels`` the query pixels ``(x, y)`` in it, ``inputs``
+        the head's extra forward inputs (HANet's ``positions``). A baseline returns ``[]``.
+        Called under ``torch.no_grad()`` in eval mode."""
+        return []
 
     @torch.no_grad()
     def init_weights(self) -> None:

@@ -9,9 +9,17 @@ import torch
 from ..losses.affinity import AffinityLoss
 from ..modules.common import ConvBNReLU, precise_dtype
 from ..modules.context_prior import ContextPriorLayer, PriorFactors
-from .base import DecodeHead, HeadOutput
+from .base import ContextMap, DecodeHead, HeadOutput, feature_index
 
-__all__ = ["CPHead"]
+__all__ = ["CPHead", "CPHeadOutput"]
+
+
+class CPHeadOutput(HeadOutput, total=False):
+    """CPHead's output: ``logits`` and, by form, the context prior map it is supervised on."""
+
+    prior_logits: torch.Tensor  # plain: (B, N, N) pre-sigmoid context prior map, N = h w
+    prior: PriorFactors  # fused: the same map in factored form, never materialised
+    loss_affinity: torch.Tensor  # fused, given targets: the Affinity Loss of the same forward pass
 
 
 class CPHead(DecodeHead):
@@ -67,20 +75,35 @@ class CPHead(DecodeHead):
     def loss_in_forward(self) -> bool:
         return self.context_prior.fused
 
-    def forward(self, features: Sequence[torch.Tensor], targets: torch.Tensor | None = None) -> HeadOutput:
+    def forward(self, features: Sequence[torch.Tensor], targets: torch.Tensor | None = None) -> CPHeadOutput:
         x = features[self.in_index]
         row_loss = None
         if targets is not None and self.context_prior.fused:
             row_loss = self.affinity_loss.rows(targets, self.prior_size, precise_dtype(x))
         x, prior, loss = self.context_prior.forward_with_loss(x, row_loss)
-        outputs: HeadOutput = {"logits": self.cls_seg(self.bottleneck(x))}
+        outputs: CPHeadOutput = {"logits": self.cls_seg(self.bottleneck(x))}
         outputs["prior" if isinstance(prior, PriorFactors) else "prior_logits"] = prior
         if loss is not None:
             outputs["loss_affinity"] = loss
         return outputs
 
-    def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, outputs: CPHeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = outputs.get("loss_affinity")
         if loss is None:
             loss = self.affinity_loss(outputs["prior"] if "prior" in outputs else outputs["prior_logits"], targets, self.prior_size)
         return {"loss_affinity": self.affinity_weight * loss}
+
+    def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], **inputs) -> list[ContextMap]:
+        """For each query pixel i, its row of the context prior map ``P_i = sigmoid(prior logits)_i``
+        over the ``prior_size`` grid (the pixels the network believes share i's class; the intra-class
+        context averages them) and ``1 - P_i`` (the inter-class context). The input must be the
+        training crop's size (``image_size / output_stride == prior_size``)."""
+        outputs = self.forward(features)
+        index = feature_index(pixels, image_size, self.prior_size)
+        logits = outputs["prior"].logits(index)[0] if "prior" in outputs else outputs["prior_logits"][0, index]
+        rows = torch.sigmoid(logits.float()).view(len(index), *self.prior_size)
+        maps = []
+        for (x, y), row in zip(pixels, rows):
+            maps.append(ContextMap("pixel_map", "prior", f"intra-class prior P of ({x}, {y})", row, pixel=(x, y)))
+            maps.append(ContextMap("pixel_map", "prior", "inter-class 1 - P", 1 - row, pixel=(x, y), cmap="viridis"))
+        return maps

@@ -10,9 +10,13 @@ from torch import nn
 from ..losses.semantic_encoding import SemanticEncodingLoss
 from ..modules.common import ConvBNReLU, resize
 from ..modules.encoding import EncModule
-from .base import DecodeHead, HeadOutput
+from .base import ContextMap, DecodeHead, HeadOutput
 
-__all__ = ["EncHead"]
+__all__ = ["EncHead", "EncHeadOutput"]
+
+
+class EncHeadOutput(HeadOutput, total=False):
+    se_logits: torch.Tensor  # (B, K) class-presence logits of the SE branch
 
 
 class EncHead(DecodeHead):
@@ -55,7 +59,7 @@ class EncHead(DecodeHead):
         self.se_weight = se_weight
         self.se_loss = SemanticEncodingLoss(num_classes, self.ignore_index)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
+    def forward(self, features: Sequence[torch.Tensor]) -> EncHeadOutput:
         x = self.conv5(features[self.in_index])
         if self.lateral_convs is not None:
             laterals = [resize(conv(f), x.shape[-2:]) for conv, f in zip(self.lateral_convs, features[1:3])]
@@ -63,5 +67,11 @@ class EncHead(DecodeHead):
         encoded, x = self.enc_module(x)
         return {"logits": self.cls_seg(x), "se_logits": self.se_layer(encoded)}
 
-    def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, outputs: EncHeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss_se": self.se_weight * self.se_loss(outputs["se_logits"], targets)}
+
+    def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], **inputs) -> list[ContextMap]:
+        """The class-presence probabilities ``sigmoid(se_logits)`` that the SE loss trains: which
+        classes the Encoding layer's global context says the image holds."""
+        presence = torch.sigmoid(self.forward(features)["se_logits"][0].float())
+        return [ContextMap("class_bars", "class_presence", "class presence (SE branch)", presence)]

@@ -10,7 +10,7 @@ from torch import nn
 from ..modules.common import resize
 from ..modules.height_attention import HeightAttention
 from .aspp import DeepLabV3PlusHead
-from .base import HeadOutput
+from .base import ContextMap, HeadOutput
 
 __all__ = ["HANetHead"]
 
@@ -65,15 +65,29 @@ class HANetHead(DeepLabV3PlusHead):
         blocks = [(c4, c5), (c5, aspp), (aspp, channels), (c1_channels + channels, channels)]
         self.hanet = nn.ModuleList(HeightAttention(lo, hi, hanet_reduction, hanet_rows) for lo, hi in blocks)
 
-    def forward(self, features: Sequence[torch.Tensor], positions: torch.Tensor | None = None) -> HeadOutput:
+    def _forward(self, features: Sequence[torch.Tensor], positions: torch.Tensor | None, record: list | None = None) -> torch.Tensor:
+        """The decoder's output before ``cls_seg``; ``record`` collects each block's attention."""
+
+        def attend(i: int, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+            attention = self.hanet[i](low, high, positions)
+            if record is not None:
+                record.append(attention)
+            return high * attention
+
         c2, c4, c5 = features[0], features[2], features[self.in_index]
-        c5 = c5 * self.hanet[0](c4, c5, positions)
-        aspp = self.aspp(c5)
-        aspp = aspp * self.hanet[1](c5, aspp, positions)
-        x = self.bottleneck(aspp)
-        x = x * self.hanet[2](aspp, x, positions)
+        c5 = attend(0, c4, c5)
+        aspp = attend(1, c5, self.aspp(c5))
+        x = attend(2, aspp, self.bottleneck(aspp))
         c1 = self.c1_bottleneck(c2)
         dec0 = torch.cat([c1, resize(x, c1.shape[-2:], align_corners=True)], dim=1)
-        dec1 = self.sep_bottleneck(dec0)
-        dec1 = dec1 * self.hanet[3](dec0, dec1, positions)
-        return {"logits": self.cls_seg(dec1)}
+        return attend(3, dec0, self.sep_bottleneck(dec0))
+
+    def forward(self, features: Sequence[torch.Tensor], positions: torch.Tensor | None = None) -> HeadOutput:
+        return {"logits": self.cls_seg(self._forward(features, positions))}
+
+    def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], positions: torch.Tensor | None = None, **inputs) -> list[ContextMap]:
+        """Each HANet block's attention ``(C_h, rows)`` along the image height, top to bottom: how
+        much each channel of the map it modulates is kept at each height of the image."""
+        record: list[torch.Tensor] = []
+        self._forward(features, positions, record)
+        return [ContextMap("row_curve", "height_attention", f"HANet block {i}", a[0, :, :, 0]) for i, a in enumerate(record)]

@@ -10,10 +10,14 @@ from torch import nn
 from ..losses import CrossEntropyLoss
 from ..modules.common import ConvBNReLU, resize
 from ..modules.object_context import ObjectContextBlock, SpatialGather
-from .base import DecodeHead, HeadOutput
+from .base import ContextMap, DecodeHead, HeadOutput, feature_index
 from .fcn import FCNHead
 
-__all__ = ["OCRHead"]
+__all__ = ["OCRHead", "OCRHeadOutput"]
+
+
+class OCRHeadOutput(HeadOutput, total=False):
+    object_regions: torch.Tensor  # (B, K, h, w) soft object regions (logits)
 
 
 class OCRHead(DecodeHead):
@@ -79,14 +83,34 @@ class OCRHead(DecodeHead):
         size = features[0].shape[-2:]
         return torch.cat([resize(f, size) for f in features], dim=1)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> HeadOutput:
+    def _regions(self, x: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.region_head(x) if self.concat_inputs else self.region_head(features)["logits"]
+
+    def forward(self, features: Sequence[torch.Tensor]) -> OCRHeadOutput:
         x = self._inputs(features)
-        regions = self.region_head(x) if self.concat_inputs else self.region_head(features)["logits"]
+        regions = self._regions(x, features)
         pixels = self.pixel_conv(x)
         context = self.object_context(pixels, self.gather(pixels, regions))
         out = self.fuse(torch.cat([context, pixels], dim=1))
         return {"logits": self.cls_seg(out), "object_regions": regions}
 
-    def losses(self, outputs: HeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, outputs: OCRHeadOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         regions = resize(outputs["object_regions"], targets.shape[-2:])
         return {"loss_object_regions": self.region_weight * self.region_loss(regions, targets)}
+
+    def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], **inputs) -> list[ContextMap]:
+        """Each object region k's spatial softmax (the weights that pool the region representation
+        f_k from the pixels) and, for each query pixel i, its pixel-region attention
+        ``w_ik = softmax_k(phi(x_i) . psi(f_k) / sqrt(key))`` over the K regions."""
+        x = self._inputs(features)
+        pixel_feats = self.pixel_conv(x)
+        region_logits = self._regions(x, features)
+        weights = self.gather.weights(pixel_feats, region_logits)[0]  # (K, N)
+        h, w = pixel_feats.shape[-2:]
+        maps = [ContextMap("pixel_map", "regions", "object region", weights[k].view(h, w), label=k, vrange=None) for k in range(weights.shape[0])]
+        regions = self.gather(pixel_feats, region_logits)
+        attention = self.object_context.attention(pixel_feats, regions)[0]  # (N', K)
+        index = feature_index(pixels, image_size, self.object_context.pool(pixel_feats).shape[-2:])
+        for (px, py), row in zip(pixels, attention[index]):
+            maps.append(ContextMap("class_bars", "pixel_region_attention", f"pixel-region attention of ({px}, {py})", row, pixel=(px, py)))
+        return maps

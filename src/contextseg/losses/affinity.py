@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules.common import precise_dtype
-from ..modules.context_prior import PriorFactors, _SigmoidPriorAttention, row_blocks
+from ..modules.context_prior import PriorFactors, SigmoidPriorAttention, row_blocks
 
 __all__ = ["AffinityLoss", "affinity_targets"]
 
@@ -228,7 +228,7 @@ class AffinityLoss(nn.Module):
             if query.shape[1] != n or labels.shape[0] != query.shape[0]:
                 raise ValueError(f"prior factors hold {tuple(query.shape[:2])} (B, N) rows, expected N = {h}*{w} = {n} and batch {labels.shape[0]}")
             with torch.autocast(device_type=query.device.type, enabled=False):
-                return _SigmoidPriorAttention.apply(*prior_logits, self.rows(labels, (h, w), query.dtype))[2]
+                return SigmoidPriorAttention.apply(*prior_logits, self.rows(labels, (h, w), query.dtype))[2]
         b = prior_logits.shape[0]
         if prior_logits.shape != (b, n, n):
             raise ValueError(f"prior_logits must be (B, N, N) with N = {h}*{w} = {n}, got {tuple(prior_logits.shape)}")

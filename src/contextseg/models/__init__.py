@@ -5,7 +5,7 @@ from .cpnet import CPNet
 from .encnet import EncNet
 from .hanet import HANet
 from .ocrnet import OCRNet
-from .registry import MODELS, create_model, get_model_class, list_models
+from .registry import MODELS, create_model, get_model_class, list_models, register_model
 from .segmentor import Segmentor
 from .spnet import SPNet
 
@@ -24,4 +24,5 @@ __all__ = [
     "create_model",
     "list_models",
     "get_model_class",
+    "register_model",
 ]

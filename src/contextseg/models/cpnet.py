@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Sequence
 
 from ..heads.cp_head import CPHead
+from ..modules.common import feature_size
 from .segmentor import Segmentor
 
 __all__ = ["CPNet"]
@@ -17,5 +17,11 @@ class CPNet(Segmentor):
     loss_terms = ("loss_affinity",)
 
     @classmethod
-    def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
-        return {"prior_size": tuple(math.ceil(s / 8) for s in size)}  # the prior is tied to the features
+    def crop_options(cls, crop_size: Sequence[int], output_stride: int) -> dict[str, Any]:
+        """The context prior map is N x N over the training crop's features: ``prior_size`` =
+        ``ceil(crop / output_stride)``."""
+        return {"prior_size": feature_size(crop_size, output_stride)}
+
+    def tied_input_size(self) -> tuple[int, int]:
+        crop = self.meta.get("crop_size") or [p * self.backbone.output_stride for p in self.decode_head.prior_size]
+        return tuple(int(c) for c in crop)

@@ -12,7 +12,7 @@ from .ocrnet import OCRNet
 from .spnet import SPNet
 from .segmentor import Segmentor
 
-__all__ = ["MODELS", "create_model", "list_models", "get_model_class"]
+__all__ = ["MODELS", "create_model", "list_models", "get_model_class", "register_model"]
 
 MODELS: dict[str, type[Segmentor]] = {
     "fcn": FCN,
@@ -25,6 +25,28 @@ MODELS: dict[str, type[Segmentor]] = {
     "spnet": SPNet,
     "hanet": HANet,
 }
+
+
+def register_model(name: str, cls: type[Segmentor] | None = None, *, overwrite: bool = False):
+    """Add a model to the registry, as a call or a class decorator::
+
+        @register_model("mynet")
+        class MyNet(Segmentor):
+            head_cls = MyHead
+
+    Every name-based entry point then knows it: ``create_model``, configs (``model.name``), saved
+    models, the CLI and the every-model tests. An existing name is refused unless ``overwrite``.
+    """
+
+    def add(klass: type[Segmentor]) -> type[Segmentor]:
+        if not (isinstance(klass, type) and issubclass(klass, Segmentor)):
+            raise TypeError(f"register_model({name!r}) needs a Segmentor subclass, got {klass!r}")
+        if name in MODELS and MODELS[name] is not klass and not overwrite:
+            raise ValueError(f"model {name!r} is already registered ({MODELS[name].__name__}); pass overwrite=True to replace it")
+        MODELS[name] = klass
+        return klass
+
+    return add(cls) if cls is not None else add
 
 
 def list_models() -> list[str]:

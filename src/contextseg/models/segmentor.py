@@ -17,7 +17,7 @@ from torch import nn
 from ..backbones import TimmBackbone
 from ..data.base import as_rgb_array
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from ..heads.base import DecodeHead, HeadOutput
+from ..heads.base import ContextMap, DecodeHead, HeadOutput
 from ..heads.fcn import FCNHead
 from ..losses import CrossEntropyLoss
 from ..modules.common import resize
@@ -157,16 +157,44 @@ class Segmentor(nn.Module):
     # -- inference for people ---------------------------------------------------------------------
     def default_inference(self) -> dict[str, Any]:
         """How this model segments an image unless told otherwise: ``self.meta["inference"]`` (what
-        its training config evaluated with), and for a model whose prior is tied to the training
-        crop (CPNet) sliding windows of that crop."""
+        its training config evaluated with), and for a model tied to its training crop
+        (:meth:`tied_input_size`, CPNet) sliding windows of that crop."""
         settings = {"mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False}
         settings.update({k: v for k, v in self.meta.get("inference", {}).items() if v is not None})
-        prior = getattr(self.decode_head, "prior_size", None)
-        if prior is not None:
-            crop = self.meta.get("crop_size") or [p * self.backbone.output_stride for p in prior]
+        tied = self.tied_input_size()
+        if tied is not None:
             settings["mode"] = "slide"
-            settings["crop_size"] = settings["crop_size"] or list(crop)
+            settings["crop_size"] = settings["crop_size"] or list(tied)
         return settings
+
+    # -- options tied to the training crop -----------------------------------------------------
+    @classmethod
+    def crop_options(cls, crop_size: Sequence[int], output_stride: int) -> dict[str, Any]:
+        """Keywords whose value follows from the training crop ``(h, w)`` at ``output_stride``
+        (CPNet: its prior is the crop's feature map). The one place this rule lives: configs, the
+        bench, export, explain and inference all ask here. ``{}`` for a model that takes any size."""
+        return {}
+
+    def tied_input_size(self) -> tuple[int, int] | None:
+        """The input ``(h, w)`` this model is tied to (CPNet: its training crop, from ``meta`` or
+        the prior size times the output stride), or None when it takes any size."""
+        return None
+
+    # -- what explain draws ----------------------------------------------------------------------
+    @torch.no_grad()
+    def context_maps(self, images: torch.Tensor, pixels: Sequence[tuple[int, int]], positions: torch.Tensor | None = None) -> list[ContextMap]:
+        """What the model's context modules compute on one normalised image ``(1, 3, H, W)`` (at
+        :meth:`tied_input_size` where the model has one) for query pixels ``(x, y)`` of it: the
+        decode head's :meth:`DecodeHead.context_maps`; a method with a context module outside its
+        head (SPNet's strip pooling in the backbone) adds its maps here. ``[]`` for a baseline."""
+        features = self.backbone(images)
+        extra = {"positions": positions} if self.decode_head.uses_positions else {}
+        return self.decode_head.context_maps(features, pixels, tuple(images.shape[-2:]), **extra)
+
+    @classmethod
+    def has_context_maps(cls) -> bool:
+        """Whether :meth:`context_maps` says anything: the head or the segmentor overrides it."""
+        return cls.context_maps is not Segmentor.context_maps or cls.head_cls.context_maps is not DecodeHead.context_maps
 
     @torch.no_grad()
     def predict(self, images: Any, **overrides: Any) -> torch.Tensor | list[torch.Tensor]:
@@ -206,8 +234,9 @@ class Segmentor(nn.Module):
     @classmethod
     def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
         """Keywords that make the model work on small ``size`` inputs at output stride 8 (tests,
-        benchmarks): e.g. CPNet's prior for that feature size, SPNet's pool sizes."""
-        return {}
+        benchmarks): the crop-tied options of that size (:meth:`crop_options`) and e.g. SPNet's
+        pool sizes."""
+        return cls.crop_options(size, 8)
 
     @classmethod
     def options(cls) -> dict[str, inspect.Parameter]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import torch
 
 from ..backbones import TimmBackbone
+from ..heads.base import ContextMap
 from ..heads.sp_head import SPHead
-from ..modules.strip_pooling import insert_strip_pooling
+from ..modules.strip_pooling import StripPooling, insert_strip_pooling
 from .segmentor import Segmentor
 
 __all__ = ["SPNet"]
@@ -21,7 +24,7 @@ class SPNet(Segmentor):
 
     @classmethod
     def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
-        return {"pool_sizes": (4, 2), "mpm_channels": 128}  # the paper's (20, 12) need 60x60 features
+        return {**super().small_options(size), "pool_sizes": (4, 2), "mpm_channels": 128}  # the paper's (20, 12) need 60x60 features
 
     def __init__(self, num_classes: int, spm: bool = True, **kwargs: Any) -> None:
         self._spm = spm
@@ -32,3 +35,21 @@ class SPNet(Segmentor):
         if self._spm:
             insert_strip_pooling(backbone.body)
         return backbone
+
+    @torch.no_grad()
+    def context_maps(self, images: torch.Tensor, pixels: Sequence[tuple[int, int]], positions: torch.Tensor | None = None) -> list[ContextMap]:
+        """The head's maps (none: the mixed pooling head keeps no per-pixel weights) and each strip
+        pooling module's gate ``sigmoid(fuse(relu(strips)))`` in the backbone, mean over channels:
+        where the long horizontal and vertical strips let a position gather context."""
+        inputs: dict[str, torch.Tensor] = {}
+        modules = {name: m for name, m in self.backbone.named_modules() if isinstance(m, StripPooling)}
+        hooks = [m.register_forward_hook(lambda m, i, o, n=name: inputs.__setitem__(n, i[0])) for name, m in modules.items()]
+        try:
+            maps = super().context_maps(images, pixels, positions)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for name, x in inputs.items():
+            short = name.removeprefix("body.").replace(".aa.1", "")
+            maps.append(ContextMap("pixel_map", "strip_gates", f"strip gate {short}", modules[name].gate(x)[0].mean(0), vrange=None, cmap="magma"))
+        return maps

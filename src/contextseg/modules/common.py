@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBNReLU", "SeparableConvBNReLU", "resize", "precise_dtype", "init_conv_bn"]
+__all__ = ["ConvBNReLU", "SeparableConvBNReLU", "resize", "precise_dtype", "init_conv_bn", "feature_size"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -86,3 +89,9 @@ def init_conv_bn(module: nn.Module, mode: str = "fan_out") -> None:
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+def feature_size(input_size: Sequence[int], stride: int) -> tuple[int, ...]:
+    """The ``(h, w)`` of a stride-``stride`` feature map of an ``input_size`` input (padded convs
+    round up): ``ceil(H / stride), ceil(W / stride)``."""
+    return tuple(math.ceil(int(c) / int(stride)) for c in input_size)

@@ -16,7 +16,7 @@ from torch import nn
 
 from .common import ConvBNReLU, precise_dtype
 
-__all__ = ["AggregationModule", "ContextPriorLayer", "PriorFactors", "RowLoss", "row_blocks"]
+__all__ = ["AggregationModule", "ContextPriorLayer", "PriorFactors", "RowLoss", "SigmoidPriorAttention", "row_blocks"]
 
 
 class AggregationModule(nn.Module):
@@ -99,7 +99,7 @@ def _attend(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, row_loss
     return out
 
 
-class _SigmoidPriorAttention(torch.autograd.Function):
+class SigmoidPriorAttention(torch.autograd.Function):
     """Intra/inter-class context and an optional row loss, memory linear in N (flash-attention
     style): forward walks row blocks of the prior, backward recomputes each block.
 
@@ -169,7 +169,7 @@ class ContextPriorLayer(nn.Module):
     its variance ``W_j Sigma W_j^T`` (Sigma the C x C covariance of X~ over the batch and pixels),
     so logits = X~ (a W)^T + (beta - a mean) with ``a = gamma / sqrt(var + eps)``; the running
     statistics update as ``nn.BatchNorm2d`` updates them. Context is then computed in row blocks
-    and recomputed in backward (:class:`_SigmoidPriorAttention`): memory O(N C) plus one block,
+    and recomputed in backward (:class:`SigmoidPriorAttention`): memory O(N C) plus one block,
     against O(N^2) for ``fused=False``, the plain reference, which returns the dense logits.
 
     The prior is tied to the feature size: an input of another size is an error.
@@ -222,7 +222,7 @@ class ContextPriorLayer(nn.Module):
                     intra = _attend(*prior, None) / n
                     inter = prior.query.sum(1, keepdim=True) / n - intra
                 else:
-                    intra, inter, loss = _SigmoidPriorAttention.apply(*prior, row_loss)
+                    intra, inter, loss = SigmoidPriorAttention.apply(*prior, row_loss)
                     loss = loss if row_loss is not None else None
             else:
                 if row_loss is not None:

@@ -1,0 +1,66 @@
+"""The every-model checks, shared by the registry-wide test and the toy-method test."""
+
+import numpy as np
+import pytest
+import torch
+
+import contextseg as cs
+
+SIZE = (48, 64)
+
+
+def small(name):
+    torch.manual_seed(0)
+    options = cs.models.get_model_class(name).small_options(SIZE)
+    return cs.create_model(name, num_classes=4, backbone="resnet18d", channels=16, **options)
+
+
+def check_every_model(name, tmp_path):
+    """Build at a small size, one training step (the loss dict the class declares, a finite
+    backward reaching every trainable parameter of the decode head), the eval shape, the saved-model
+    round trip (identical logits), ONNX export (equal outputs) and, for a context model, explain."""
+    model = small(name).train()
+    x, y = torch.randn(2, 3, *SIZE), torch.randint(0, 4, (2, *SIZE))
+    losses = model(x, y)
+    expected = {"loss", "loss_seg", *type(model).loss_terms} | ({"loss_aux"} if model.aux_head is not None else set())
+    assert set(losses) == expected
+    losses["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert all(p.grad is not None for p in model.decode_head.parameters() if p.requires_grad)
+
+    model.eval()
+    for m in model.modules():  # BN statistics that differ from the defaults must round-trip
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_var.uniform_(0.5, 1.5)
+    with torch.no_grad():
+        logits = model(x[:1])
+    assert logits.shape == (1, 4, *SIZE) and torch.isfinite(logits).all()
+
+    cs.save_pretrained(model, tmp_path / "saved")
+    with torch.no_grad():
+        assert torch.equal(cs.load(tmp_path / "saved")(x[:1]), logits)
+
+    if type(model).has_context_maps():
+        pytest.importorskip("matplotlib")
+        image = np.random.default_rng(0).integers(0, 255, (*SIZE, 3), dtype=np.uint8)
+        e = cs.explain(model, image, pixels=[(3, 4)], out_dir=tmp_path / "explain")
+        assert e["maps"] and all(m.kind in cs.heads.CONTEXT_MAP_KINDS for m in e["maps"])
+        assert sorted(p.name for p in e["files"]) == sorted({f"explain_{m.group}.png" for m in e["maps"]})
+
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.onnx.export(model, (x[:1],), str(tmp_path / "m.onnx"), input_names=["images"], output_names=["logits"], dynamo=True, external_data=False)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = session.run(None, {"images": x[:1].numpy()})[0]
+    assert got.shape == logits.shape and abs(got - logits.numpy()).max() < 1e-3
+
+
+@pytest.fixture
+def every_model_checks():
+    """``check(name, tmp_path)``: every check a registered model must pass."""
+    return check_every_model
+
+
+@pytest.fixture
+def small_model():
+    return small
