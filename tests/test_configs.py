@@ -13,7 +13,7 @@ from contextseg.engine.config import default_config_path, load_config
 from contextseg.models import get_model_class
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.name != "_base_")  # _base_/: shared sections, not recipes
 RECIPE = re.compile(r"^(?P<method>[a-z0-9]+)_(?P<bb>[a-z0-9]+)_(?P<gpus>\d+)x(?P<per>\d+)_(?P<iters>\d+)k_(?P<ds>[a-z0-9_]+)_(?P<h>\d+)x(?P<w>\d+)$")
 
 
@@ -57,6 +57,7 @@ def test_small_recipe_builds_and_runs_at_its_crop(path):
     assert out.shape == (1, 9, *cfg.data.crop_size)
 
 
+@pytest.mark.slow
 def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor():
     """The 1024x1024 Cityscapes recipe at a reduced width (ResNet-18-D, 16-channel head): prior
     128x128 derived from the crop, one training step, and nothing autograd saves is N x N."""
@@ -74,3 +75,26 @@ def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor()
     assert set(losses) == {"loss", "loss_seg", "loss_aux", "loss_affinity"} and torch.isfinite(losses["loss"])
     assert max(largest) < n * n / 10  # the largest is the full-size logits; the plain form saves several (1, N, N) maps
     assert model.decode_head.context_prior.prior_conv[0].weight.grad.abs().sum() > 0
+
+
+RESOLVED = ROOT / "tests" / "data" / "resolved_configs.json"
+
+
+def test_every_config_resolves_to_the_values_it_had_before_inheritance():
+    """``tests/data/resolved_configs.json`` holds every shipped config resolved before the recipes
+    were rewritten with ``_base_``: the rewrite changed no value (a new config adds its entry)."""
+    import json
+
+    before = json.loads(RESOLVED.read_text())
+    now = {str(p.relative_to(ROOT)): load_config(p).to_dict() for p in CONFIGS}
+    now["<default>"] = load_config(None).to_dict()
+    changed = sorted(k for k in before if k in now and now[k] != before[k])
+    assert not changed, f"configs whose resolved values changed: {changed}"
+    assert set(before) <= set(now), f"configs that disappeared: {sorted(set(before) - set(now))}"
+
+
+def test_variants_are_a_few_lines():
+    for path in CONFIGS:
+        text = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        if "_base_:" in path.read_text():
+            assert len(text) <= 12, f"{path.name} restates its base: {len(text)} lines"

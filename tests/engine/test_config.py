@@ -56,3 +56,53 @@ def test_scientific_notation_is_a_float_and_types_are_checked(tmp_path):
         load_config(p, ["train.max_iters=abc"])
     with pytest.raises(ConfigError, match="data.photometric must be bool"):
         load_config(p, ["data.photometric=3"])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_base_inheritance_merges_mappings_replaces_values_and_lists(tmp_path):
+    from contextseg.engine.config import load_config
+
+    _write(tmp_path / "base.yaml", "name: base\nmodel: {name: fcn, backbone: resnet18d, channels: 64}\n"
+           "data: {name: synthetic, crop_size: [64, 64], ratio_range: [0.5, 2.0]}\ntrain: {max_iters: 10, lr: 0.1}\n")
+    child = _write(tmp_path / "child.yaml", "_base_: base.yaml\nmodel: {channels: 32}\ndata: {ratio_range: [1.0, 1.0]}\ntrain: {lr: 0.2}\n")
+    cfg = load_config(child)
+    assert cfg.model == {"name": "fcn", "backbone": "resnet18d", "channels": 32}  # merged key by key
+    assert cfg.data.ratio_range == [1.0, 1.0] and cfg.data.crop_size == [64, 64]  # a list replaces
+    assert cfg.train.lr == 0.2 and cfg.train.max_iters == 10
+    assert cfg.name == "child"  # never the base's name
+
+
+def test_base_delete_replaces_a_section_and_later_bases_win(tmp_path):
+    from contextseg.engine.config import read_yaml
+
+    _write(tmp_path / "a.yaml", "model: {name: fcn, channels: 64, aux_head: true}\ntrain: {lr: 0.1}\n")
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub" / "b.yaml", "train: {lr: 0.3, max_iters: 5}\n")
+    child = _write(tmp_path / "c.yaml", "_base_: [a.yaml, sub/b.yaml]\nmodel: {_delete_: true, name: pspnet}\n")
+    raw = read_yaml(child)
+    assert raw["model"] == {"name": "pspnet"}  # the base's model section dropped, not merged
+    assert raw["train"] == {"lr": 0.3, "max_iters": 5}  # the second base on top of the first
+
+
+def test_base_errors_are_one_line_and_name_the_file(tmp_path):
+    from contextseg.engine.config import ConfigError, read_yaml
+
+    _write(tmp_path / "x.yaml", "_base_: y.yaml\n")
+    _write(tmp_path / "y.yaml", "_base_: x.yaml\n")
+    with pytest.raises(ConfigError, match=r"circle: .*x.yaml -> .*y.yaml -> .*x.yaml"):
+        read_yaml(tmp_path / "x.yaml")
+    _write(tmp_path / "m.yaml", "_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing.yaml.*does not exist"):
+        read_yaml(tmp_path / "m.yaml")
+    _write(tmp_path / "n.yaml", "_base_: {a: 1}\n")
+    with pytest.raises(ConfigError, match=r"_base_ must be a file name or a list"):
+        read_yaml(tmp_path / "n.yaml")
+    _write(tmp_path / "l.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"top level must be a mapping"):
+        read_yaml(tmp_path / "l.yaml")
+    with pytest.raises(ConfigError, match=r"is a folder"):
+        read_yaml(tmp_path)

@@ -10,6 +10,16 @@ A config has four sections::
 ``key=value`` overrides use dotted keys (``train.max_iters=20``); values are parsed as YAML
 (``[1, 2]``, ``null``, ``true``, ``1e-4``). The resolved config (every default filled in) is what a
 checkpoint stores; dumping it and loading it back gives the same experiment.
+
+Inheritance, as mmsegmentation's ``_base_``: ``_base_: other.yaml`` (or a list of files; paths
+relative to the file that names them) reads the bases first, then this file on top:
+
+- mappings merge key by key, recursively; anything else (a number, a string, a list) in the child
+  replaces the base's value;
+- ``_delete_: true`` inside a child mapping drops the base's mapping there instead of merging;
+- several bases merge in order, each on top of the previous;
+- ``name`` is never inherited: a config is named by its own ``name`` or its file name;
+- a base that (through its own bases) names the file again is an error naming the chain.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ __all__ = [
     "default_config_path",
     "apply_overrides",
     "ConfigError",
+    "read_yaml",
+    "merge_configs",
 ]
 
 
@@ -266,14 +278,62 @@ def default_config_path() -> Path:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
+    """A YAML config file as a dict, with its ``_base_`` files merged in (see the module docstring)."""
+    return _read_with_bases(Path(path), ())
+
+
+def _read_one(path: Path) -> dict:
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         raw = yaml_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-    return raw or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not text (YAML expected)") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r}: the top level must be a mapping with sections model/data/train/evaluate, got {type(raw).__name__}")
+    return raw
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
+    resolved = path.resolve()
+    if resolved in chain:
+        raise ConfigError("_base_ files name each other in a circle: " + " -> ".join(str(p) for p in (*chain, resolved)))
+    raw = _read_one(path)
+    bases = raw.pop("_base_", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        inherited = _read_with_bases(path.parent / base, (*chain, resolved))
+        inherited.pop("name", None)  # a config is named by itself, never by its base
+        merged = merge_configs(merged, inherited)
+    return merge_configs(merged, raw)
+
+
+def merge_configs(base: dict, child: dict) -> dict:
+    """``child`` on top of ``base``: mappings merge recursively, other values replace, and
+    ``_delete_: true`` in a child mapping replaces the base's mapping whole."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict):
+            value = dict(value)
+            delete = value.pop("_delete_", False)
+            if not delete and isinstance(out.get(key), dict):
+                out[key] = merge_configs(out[key], value)
+            else:
+                out[key] = merge_configs({}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
