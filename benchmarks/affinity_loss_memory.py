@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from contextseg.cli.bench import PeakMemory
+from contextseg.engine.measure import PeakMemory
 from contextseg.losses import AffinityLoss
 
 

@@ -34,7 +34,7 @@ import mmcv_ops_standin  # noqa: E402,F401  (before mmseg: mmcv-lite has no comp
 
 import torch  # noqa: E402
 
-from contextseg.cli.bench import PeakMemory  # noqa: E402
+from contextseg.engine.measure import PeakMemory  # noqa: E402
 from contextseg.engine.convert import MMSEG_MODELS  # noqa: E402
 from contextseg.models import get_model_class  # noqa: E402
 

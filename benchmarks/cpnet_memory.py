@@ -28,7 +28,7 @@ from unittest import mock
 
 import torch
 
-from contextseg.cli.bench import PeakMemory
+from contextseg.engine.measure import PeakMemory
 from contextseg.heads import CPHead
 from contextseg.modules import context_prior
 

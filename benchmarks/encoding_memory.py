@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from contextseg.cli.bench import PeakMemory
+from contextseg.engine.measure import PeakMemory
 from contextseg.modules import Encoding
 
 

@@ -27,8 +27,8 @@ import torch
 from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.config import load_config
 from contextseg.engine.evaluate import evaluate
-from contextseg.engine.optim import build_optimizer
-from contextseg.engine.trainer import Trainer, _lap
+from contextseg.engine.training.optim import build_optimizer
+from contextseg.engine.training.trainer import Trainer, _lap
 
 PHASES = ("data", "forward", "backward", "step")
 

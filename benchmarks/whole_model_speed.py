@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from contextseg.cli.bench import _bench_in_subprocess
+from contextseg.engine.measure import bench_in_subprocess as _bench_in_subprocess
 from contextseg.models import list_models
 
 VARIANTS = {"eager": (False, False), "channels_last": (False, True), "compile": (True, False), "compile+channels_last": (True, True)}

@@ -1,8 +1,8 @@
 """contextseg: semantic segmentation built around context aggregation."""
 
 from . import backbones, data, engine, heads, losses, metrics, models, modules
-from .engine.explain import explain
-from .engine.saved_model import from_pretrained, load, save_pretrained
+from .engine.checkpoints import from_pretrained, load, save_pretrained
+from .engine.pictures import explain
 from .models import create_model, list_models, register_model
 
 __version__ = "0.1.0"

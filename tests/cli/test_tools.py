@@ -12,6 +12,7 @@ from contextseg.cli.main import main
 from contextseg.data import build_dataset
 
 
+@pytest.mark.slow
 def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--models", "fcn,cpnet", "--backbone", "resnet18d", "--num-classes", "5", "--size", "64", "64", "--repeats", "1", "--json", str(out)]) == 0
@@ -38,7 +39,7 @@ def test_export_onnx_matches_pytorch(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 0
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
-    from contextseg.engine.saved_model import load_checkpoint_model
+    from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
 
     model, _, _ = load_checkpoint_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 64)).astype(np.float32)
@@ -86,7 +87,7 @@ def test_bench_compile_and_channels_last_reach_the_model(monkeypatch):
     weights; FLOPs are counted on the plain module either way."""
     import torch
 
-    from contextseg.cli import bench
+    from contextseg.engine import measure as bench
 
     seen = {}
     real_build = bench.build_for_input
@@ -106,7 +107,7 @@ def test_bench_compile_and_channels_last_reach_the_model(monkeypatch):
 def test_bench_times_inference_in_eval_mode_and_training_in_train_mode(monkeypatch):
     """Inference is timed as a user runs it (eval: running BatchNorm statistics, no dropout), so
     DeepLabV3's image pooling works at batch 1; a training step runs in train mode."""
-    from contextseg.cli import bench
+    from contextseg.engine import measure as bench
 
     modes = []
     real_build = bench.build_for_input

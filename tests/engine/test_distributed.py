@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from contextseg.engine.saved_model import load_checkpoint_model
+from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
 from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.evaluate import evaluate
 

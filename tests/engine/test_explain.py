@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import contextseg as cs
 from contextseg.cli.main import main
-from contextseg.engine.explain import NothingToExplain, explain, maps_by_group, render
+from contextseg.engine.pictures.explain import NothingToExplain, explain, maps_by_group, render
 
 pytest.importorskip("matplotlib")
 

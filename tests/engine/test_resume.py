@@ -95,7 +95,7 @@ def test_sigterm_saves_the_current_iteration_and_says_so(tmp_path):
 
 def test_stale_temporaries_are_removed_and_a_fresh_run_does_not_overwrite(tmp_path):
     from contextseg.engine.config import Config, ConfigError
-    from contextseg.engine.trainer import Trainer
+    from contextseg.engine.training.trainer import Trainer
 
     work = tmp_path / "run"
     work.mkdir()

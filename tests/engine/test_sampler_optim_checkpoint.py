@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from contextseg.engine.checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from contextseg.engine.checkpoints.checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from contextseg.engine.config import TrainConfig
-from contextseg.engine.optim import PolyLR, build_optimizer, build_scheduler
-from contextseg.engine.sampler import InfiniteSampler
+from contextseg.engine.training.optim import PolyLR, build_optimizer, build_scheduler
+from contextseg.engine.training.sampler import InfiniteSampler
 
 
 def take(sampler, n):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from contextseg.engine.config import Config
-from contextseg.engine.trainer import Trainer
+from contextseg.engine.training.trainer import Trainer
 
 
 def tiny_config(tmp_path, **train):
@@ -54,6 +54,7 @@ def small_deterministic(tmp_path, work):
     return cfg
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     torch.manual_seed(0)
     straight = Trainer(small_deterministic(tmp_path, "straight"), progress=False)

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from contextseg.engine import trainer as trainer_module
+from contextseg.engine.training import trainer as trainer_module
 from contextseg.engine.config import Config, ConfigError, TrainConfig
-from contextseg.engine.optim import build_optimizer, build_scheduler
-from contextseg.engine.trainer import Trainer
+from contextseg.engine.training.optim import build_optimizer, build_scheduler
+from contextseg.engine.training.trainer import Trainer
 
 
 def tiny_config(tmp_path, **train):
@@ -179,3 +179,35 @@ def test_compile_wraps_the_training_forward_and_nothing_else(tmp_path, monkeypat
     compiled.clear()
     Trainer(tiny_config(tmp_path / "off"))
     assert compiled == []
+
+
+def test_trainer_messages_go_through_logging_on_rank_zero_only(monkeypatch, capsys):
+    """Messages are records of the ``contextseg`` logger: INFO to stdout, warnings to stderr with a
+    prefix, and nothing from a rank other than 0 unless asked."""
+    from contextseg.engine import log as log_module
+
+    logger = log_module.setup_logging()
+    child = log_module.get_logger("train")
+    child.info("iter 1/2")
+    child.warning("crops are mostly padding")
+    out = capsys.readouterr()
+    assert out.out == "iter 1/2\n" and out.err == "warning: crops are mostly padding\n"
+    monkeypatch.setattr(log_module, "get_rank", lambda: 1)
+    child.info("from rank 1")
+    child.info("every rank", extra={"all_ranks": True})
+    out = capsys.readouterr()
+    assert out.out == "every rank\n"
+    assert log_module.setup_logging() is logger and len(logger.handlers) == 2  # idempotent
+    assert all(any(isinstance(f, log_module.RankZeroFilter) for f in h.filters) for h in logger.handlers)
+
+
+def test_no_bare_print_in_the_engine():
+    import ast
+    from pathlib import Path
+
+    import contextseg
+
+    engine = Path(contextseg.__file__).parent / "engine"
+    calls = [f"{p.relative_to(engine)}:{n.lineno}" for p in engine.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    assert not calls, f"print() in engine/ (use contextseg.engine.log): {calls}"

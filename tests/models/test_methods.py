@@ -13,16 +13,6 @@ def build(name, size, num_classes=9, **kw):
     return cs.create_model(name, num_classes=num_classes, backbone="resnet18d", **{**options, **kw})
 
 
-@pytest.mark.parametrize("name", METHODS)
-@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
-def test_shape_contract_at_two_sizes(name, size):
-    torch.manual_seed(0)
-    model = build(name, size).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, *size))
-    assert out.shape == (2, 9, *size) and torch.isfinite(out).all()
-
-
 def test_paper_loss_terms_and_weights():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64))
@@ -93,16 +83,26 @@ def test_overfits_a_tiny_synthetic_batch(name, tiny_batch):
 
 
 @pytest.mark.parametrize("name", cs.list_models())
-def test_bf16_autocast_forward_is_finite(name):
+def test_bf16_autocast_agrees_with_fp32(name):
+    """bf16 autocast gives the fp32 logits and losses to bf16's precision (8 bits of mantissa,
+    relative error ~1e-2 after a ResNet-18), not merely finite numbers."""
     torch.manual_seed(0)
     model = build(name, (64, 64)).eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.randn(2, 3, 64, 64))
-    assert torch.isfinite(out.float()).all()
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64))
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x).float()
+    assert torch.isfinite(out).all()
+    assert (out - ref).norm() / ref.norm() < 0.05, float((out - ref).norm() / ref.norm())
     model.train()
+    torch.manual_seed(1)
+    ref_losses = model(x, y)
+    torch.manual_seed(1)  # the same dropout masks
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model(torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64)))
-    assert all(torch.isfinite(v) for v in losses.values())
+        losses = model(x, y)
+    for key, value in losses.items():
+        assert torch.isfinite(value) and abs(float(value) - float(ref_losses[key])) <= 0.05 * abs(float(ref_losses[key])) + 1e-3, key
 
 
 def test_ocrnet_hrnet_variant_concatenates_the_branches():

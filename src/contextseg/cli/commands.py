@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.checkpoint import ensure_writable_folder
-from ..engine.saved_model import load, load_checkpoint_model
-from ..engine.saved_model import save_pretrained as save
+from ..engine.checkpoints.checkpoint import ensure_writable_folder
+from ..engine.checkpoints.saved_model import load, load_checkpoint_model
+from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import ConfigError, load_config
 
@@ -32,7 +32,7 @@ def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tup
 
 # -- train ------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from ..engine.trainer import train
+    from ..engine.training.trainer import train
 
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     cfg = load_config(config, overrides)
@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
     results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision))
     print(format_results(results, dataset.classes))
     if args.plots:
-        from ..engine.plots import plot_class_iou, plot_confusion
+        from ..engine.pictures.plots import plot_class_iou, plot_confusion
 
         title = f"{cfg.model['name']} on {cfg.data.name}/{args.split or cfg.data.val_split}"
         written = [plot_class_iou(results, dataset.classes, Path(args.plots) / "class_iou.png", title),
@@ -171,7 +171,7 @@ def cmd_predict(args) -> int:
     from ..data.palettes import default_palette
     from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
-    from ..engine.plots import add_legend
+    from ..engine.pictures.plots import add_legend
 
     out = Path(args.out)
     targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
@@ -204,7 +204,7 @@ def cmd_predict(args) -> int:
 def cmd_explain(args) -> int:
     from ..data.base import DatasetError, read_image
     from ..engine.distributed import resolve_device
-    from ..engine.explain import NothingToExplain, explain, render
+    from ..engine.pictures.explain import NothingToExplain, explain, render
     from ..models import get_model_class, list_models
 
     out = Path(args.out)
@@ -262,7 +262,7 @@ def cmd_convert(args) -> int:
 # -- models -----------------------------------------------------------------------------------
 def cmd_models(args) -> int:
     from ..models import MODELS, list_models
-    from .bench import build_for_input
+    from ..engine.measure import build_for_input
 
     rows = []
     for name in list_models():

@@ -9,8 +9,8 @@ import torch
 
 
 def run_export(args) -> int:
-    from ..engine.checkpoint import ensure_writable_folder
-    from ..engine.saved_model import load_checkpoint_model, save_pretrained
+    from ..engine.checkpoints.checkpoint import ensure_writable_folder
+    from ..engine.checkpoints.saved_model import load_checkpoint_model, save_pretrained
 
     model, cfg, _ = load_checkpoint_model(args.checkpoint, torch.device("cpu"))
     if args.format == "safetensors":

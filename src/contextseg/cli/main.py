@@ -135,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ..engine.log import setup_logging
     from . import commands
 
+    setup_logging()
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return int(handler(args) or 0)

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 __all__ = ["build_param_groups", "build_optimizer", "PolyLR", "CosineLR", "build_scheduler"]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..models import Segmentor, create_model
+from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ...models import Segmentor, create_model
 from .checkpoint import load_checkpoint, nonfinite_tensors
-from .config import Config, ConfigError, apply_overrides, read_yaml
+from ..config import Config, ConfigError, apply_overrides, read_yaml
 
 __all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "WEIGHTS_NAME", "CONFIG_NAME"]
 
@@ -40,7 +40,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segment
 def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = "cpu", config: str | None = None, overrides: list[str] | None = None) -> tuple[Segmentor, Config, dict]:
     """``(model, resolved config, checkpoint dict)`` of a training checkpoint. ``config`` (a YAML
     whose data/evaluate sections replace the checkpoint's) and ``overrides`` adjust the config."""
-    from .builders import build_model
+    from ..builders import build_model
 
     if Path(path).is_dir():
         return _saved_model_with_config(Path(path), device, config, overrides)

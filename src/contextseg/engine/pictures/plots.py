@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_class_iou", "plot_confusion", "add_legend"]
+__all__ = ["plot_class_iou", "plot_confusion", "class_iou_figure", "confusion_figure", "add_legend"]
 
 
 def _pyplot():
@@ -24,7 +24,13 @@ def _pyplot():
 
 
 def plot_class_iou(results: dict, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """Horizontal bars of each class's IoU (%), best at the top, with the mIoU as a line."""
+    """:func:`class_iou_figure` saved as a PNG at ``path``."""
+    return _save(class_iou_figure(results, classes, title), path)
+
+
+def class_iou_figure(results: dict, classes: Sequence[str], title: str = ""):
+    """Horizontal bars of each class's IoU (%), best at the top, with the mIoU as a line; classes
+    without a score (NaN: absent from the labels and the predictions) are left out."""
     plt = _pyplot()
     iou = np.array([np.nan if v is None else v for v in results["IoU"]], dtype=float) * 100
     order = [k for k in np.argsort(np.nan_to_num(iou, nan=-1.0)) if not math.isnan(iou[k])]
@@ -37,15 +43,17 @@ def plot_class_iou(results: dict, classes: Sequence[str], path: str | Path, titl
     ax.set_xlabel("IoU (%)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "per-class IoU", fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """The confusion matrix normalised per ground-truth row (each row sums to 1): rows are the true
-    classes, columns what the model predicted."""
+    """:func:`confusion_figure` saved as a PNG at ``path``."""
+    return _save(confusion_figure(confusion, classes, title), path)
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str = ""):
+    """The confusion matrix normalised per ground-truth row (each row sums to 1, a row without
+    pixels stays 0): rows are the true classes, columns what the model predicted."""
     plt = _pyplot()
     cm = np.asarray(confusion, dtype=float)
     rows = cm.sum(1, keepdims=True)
@@ -64,9 +72,13 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, fraction=0.046, pad=0.04)
     ax.set_title(title or "confusion matrix (rows normalised)", fontsize=10)
+    return fig
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 

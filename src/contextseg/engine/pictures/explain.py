@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.base import as_rgb_array
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-from ..heads.base import ContextMap
-from ..models import Segmentor
+from ...data.base import as_rgb_array
+from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from ...heads.base import ContextMap
+from ...models import Segmentor
 
 __all__ = ["explain", "render", "NothingToExplain"]
 

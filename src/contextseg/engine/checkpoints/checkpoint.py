@@ -11,22 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .files import ensure_writable_folder, read_torch_file
+
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries", "ensure_writable_folder"]
-
-
-def ensure_writable_folder(folder: str | Path, what: str) -> Path:
-    """Create ``folder`` and prove that a file can be written in it, before any slow work; a
-    ``ValueError`` naming ``what`` (the option or key) otherwise."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".contextseg-", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{what} {str(folder)!r} is not writable: {exc.strerror or exc}") from None
-    return folder
 
 
 def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
@@ -80,19 +67,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a contextseg checkpoint (or a ``.safetensors`` state dict, returned as ``{"model": ...}``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" and path.is_file():
         from safetensors.torch import load_file
 
         return {"model": load_file(str(path), device=str(map_location))}
-    if path.stat().st_size == 0:
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: the file is empty")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-checkpoint files
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {reason[:300]}") from exc
+    ckpt = read_torch_file(path, "checkpoint", map_location=map_location)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{str(path)!r} is not a contextseg checkpoint: it holds a {type(ckpt).__name__}, not a dict with model weights")
     return ckpt

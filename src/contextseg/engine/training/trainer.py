@@ -7,7 +7,6 @@ import json
 import math
 import random
 import signal
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from .builders import (
+from ..builders import (
     autocast_context,
     build_eval_dataset,
     build_model,
@@ -28,7 +27,7 @@ from .builders import (
     size_warnings,
     train_transform,
 )
-from .checkpoint import (
+from ..checkpoints.checkpoint import (
     ensure_writable_folder,
     find_resume,
     load_checkpoint,
@@ -39,8 +38,8 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import Config, ConfigError
-from .distributed import (
+from ..config import Config, ConfigError
+from ..distributed import (
     barrier,
     cleanup_distributed,
     get_rank,
@@ -49,11 +48,14 @@ from .distributed import (
     is_main_process,
     resolve_device,
 )
-from .evaluate import evaluate, format_results
+from ..evaluate import evaluate, format_results
+from ..log import get_logger, setup_logging
 from .optim import build_optimizer, build_scheduler
 from .sampler import InfiniteSampler, SeededDraws
 
 __all__ = ["Trainer", "train"]
+
+log = get_logger("train")
 
 
 class Trainer:
@@ -65,7 +67,7 @@ class Trainer:
     under ``tb/`` when the ``tensorboard`` package is installed.
 
     Resuming is exact: the sampler's position, each draw's augmentation seed (see
-    :class:`~contextseg.engine.sampler.SeededDraws`), the global RNG (dropout), optimizer,
+    :class:`~contextseg.engine.training.sampler.SeededDraws`), the global RNG (dropout), optimizer,
     scheduler, EMA and scaler states all come back, so a run killed at any point and resumed ends
     with the same weights as one that was never stopped. Weights that turn non-finite stop the run
     at that iteration and are never saved. ``overwrite=False`` refuses to start afresh
@@ -91,10 +93,10 @@ class Trainer:
         self.train_set = build_train_dataset(cfg)
         if is_main_process():
             for warning in size_warnings(cfg, self.train_set):
-                print(f"warning: {warning}", file=sys.stderr, flush=True)
+                log.warning(warning)
         weights = class_balance_weights(cfg, self.train_set)
         if weights is not None and is_main_process():
-            print(f"data.class_balance={cfg.data.class_balance}: class weights {weights}", flush=True)
+            log.info("data.class_balance=%s: class weights %s", cfg.data.class_balance, weights)
         self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index, weights).to(self.device)
         if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
             self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
@@ -108,7 +110,7 @@ class Trainer:
             if self.device.type == "cuda":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             elif is_main_process():
-                print("train.sync_bn: SyncBatchNorm needs GPUs; on the CPU each process normalises its own batch")
+                log.info("train.sync_bn: SyncBatchNorm needs GPUs; on the CPU each process normalises its own batch")
         # the weights evaluated and exported: an exponential moving average when train.ema is set
         self.ema = ModelEmaV3(self.model, decay=float(tc.ema), use_warmup=True, warmup_power=0.75) if tc.ema else None
         self.optimizer = build_optimizer(self.model, tc)
@@ -190,7 +192,7 @@ class Trainer:
             _truncate_log(self.work_dir / "log.jsonl", self.iteration)
         self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
         if is_main_process():
-            print(f"resumed from {path} at iteration {self.iteration}")
+            log.info("resumed from %s at iteration %d", path, self.iteration)
 
     # -- logging -------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -256,7 +258,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}")
                 if bar.disable and is_main_process():  # no terminal: one plain line per log interval
                     eta = sec_per_iter * (tc.max_iters - self.iteration)
-                    print(f"iter {self.iteration}/{tc.max_iters}  loss {means['loss']:.4f}  lr {lr:.2e}  {sec_per_iter:.2f} s/it  eta {eta / 60:.1f} min", flush=True)
+                    log.info("iter %d/%d  loss %.4f  lr %.2e  %.2f s/it  eta %.1f min", self.iteration, tc.max_iters, means["loss"], lr, sec_per_iter, eta / 60)
                 self._log({"event": "train", "iter": self.iteration, "lr": lr, **means, "sec_per_iter": sec_per_iter})
                 running, seen, t0 = {}, 0, time.time()
             if self.iteration % tc.eval_interval == 0 or self.iteration == tc.max_iters:
@@ -271,7 +273,7 @@ class Trainer:
             self._save()
             name = signal.Signals(self._stop_signal).name
             if is_main_process():
-                print(f"{name}: stopped at iteration {self.iteration}; saved {self.work_dir / 'last.pt'} (run the same command again to resume)", flush=True)
+                log.info("%s: stopped at iteration %d; saved %s (run the same command again to resume)", name, self.iteration, self.work_dir / "last.pt")
             raise KeyboardInterrupt(name)
         if self._tb is not None:
             self._tb.close()
@@ -448,13 +450,14 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(cfg: Config, progress: bool = True, overwrite: bool = False) -> dict:
-    """Train ``cfg`` and print the final per-class table (rank 0). Returns the final results."""
+    """Train ``cfg`` and log the final per-class table (rank 0). Returns the final results."""
+    setup_logging()
     trainer = Trainer(cfg, progress=progress, overwrite=overwrite)
     try:
         results = trainer.fit()
         if is_main_process():
-            print(format_results(results, trainer.classes))
-            print(f"checkpoints: {trainer.work_dir / 'last.pt'} (last), {trainer.work_dir / 'best.pt'} (best mIoU)")
+            log.info(format_results(results, trainer.classes))
+            log.info("checkpoints: %s (last), %s (best mIoU)", trainer.work_dir / "last.pt", trainer.work_dir / "best.pt")
         return results
     finally:
         cleanup_distributed()

@@ -1,0 +1,74 @@
+"""Logging: the stdlib ``logging`` logger ``contextseg``, quiet on every rank but 0.
+
+The library never configures logging on import. :func:`setup_logging` (called by the CLI and by
+:func:`contextseg.engine.train`) attaches two handlers to the ``contextseg`` logger, once: INFO
+lines to stdout, warnings and errors to stderr prefixed ``warning:``/``error:``, both behind
+:class:`RankZeroFilter`, so that under ``torchrun`` each message is written once. A program that
+configures ``logging`` itself gets the records through propagation instead (``propagate`` stays
+on when the root logger has handlers). Progress bars stay with tqdm.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .distributed import get_rank
+
+__all__ = ["logger", "get_logger", "setup_logging", "RankZeroFilter"]
+
+logger = logging.getLogger("contextseg")
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The ``contextseg.<name>`` child logger."""
+    return logger.getChild(name)
+
+
+class RankZeroFilter(logging.Filter):
+    """Lets a record through on rank 0 only, unless it was logged with ``extra={"all_ranks": True}``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "all_ranks", False) or get_rank() == 0
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout``/``sys.stderr`` is at the time of the record (pytest's
+    capture, a redirected stream), not the one present when logging was set up."""
+
+    def __init__(self, name: str) -> None:
+        self._stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self):
+        return getattr(sys, self._stream_name)
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property decides
+        pass
+
+
+class _LevelPrefix(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def setup_logging(level: int = logging.INFO) -> logging.Logger:
+    """Attach the stdout/stderr handlers to the ``contextseg`` logger (idempotent)."""
+    if getattr(logger, "_contextseg_handlers", None):
+        logger.setLevel(level)
+        return logger
+    out = _ConsoleHandler("stdout")
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = _ConsoleHandler("stderr")
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(_LevelPrefix("%(message)s"))
+        handler.addFilter(RankZeroFilter())
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = logging.getLogger().hasHandlers()
+    logger._contextseg_handlers = (out, err)
+    return logger
