@@ -134,6 +134,7 @@ def test_fused_attention_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda q, k, b: _SigmoidPriorAttention.apply(q, k, b, None)[:2], (query, key, bias))
 
 
+@pytest.mark.slow
 def test_fused_float32_at_n_3600_is_as_exact_as_the_plain_form():
     """The prior of a 480 crop at OS 8 (60x60) in float32, both forms against the float64 truth.
 
