@@ -69,7 +69,7 @@ def one(args: argparse.Namespace) -> dict:
     head = CPHead([args.in_channels] * 4, args.classes, channels=args.channels, prior_channels=args.channels, prior_size=size, dropout=0.0,
                   fused=args.one != "plain").train()
     if args.one == "features":
-        with mock.patch.object(context_prior._SigmoidPriorAttention, "apply", stand_in):
+        with mock.patch.object(context_prior.SigmoidPriorAttention, "apply", stand_in):
             mib, seconds, loss = step(head, features, labels, args.repeats)
     else:
         mib, seconds, loss = step(head, features, labels, args.repeats)

@@ -122,7 +122,7 @@ def test_fused_running_statistics_follow_batchnorm_with_cumulative_momentum():
 
 
 def test_fused_attention_passes_gradcheck():
-    from contextseg.modules.context_prior import _SigmoidPriorAttention
+    from contextseg.modules.context_prior import SigmoidPriorAttention
 
     torch.manual_seed(0)
     query = torch.randn(2, 6, 3, dtype=torch.double, requires_grad=True)
@@ -130,8 +130,8 @@ def test_fused_attention_passes_gradcheck():
     bias = torch.randn(6, dtype=torch.double, requires_grad=True)
     labels = torch.randint(0, 2, (2, 2, 3))
     rows = lambda: AffinityLoss(2).rows(labels, (2, 3), torch.double)  # noqa: E731
-    assert torch.autograd.gradcheck(lambda q, k, b: _SigmoidPriorAttention.apply(q, k, b, rows()), (query, key, bias))
-    assert torch.autograd.gradcheck(lambda q, k, b: _SigmoidPriorAttention.apply(q, k, b, None)[:2], (query, key, bias))
+    assert torch.autograd.gradcheck(lambda q, k, b: SigmoidPriorAttention.apply(q, k, b, rows()), (query, key, bias))
+    assert torch.autograd.gradcheck(lambda q, k, b: SigmoidPriorAttention.apply(q, k, b, None)[:2], (query, key, bias))
 
 
 @pytest.mark.slow
