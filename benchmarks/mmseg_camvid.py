@@ -31,6 +31,8 @@ training seconds, peak resident memory of the process). A finished run is skippe
     # in contextseg's venv:
     python benchmarks/mmseg_camvid.py --library contextseg --seeds 0 1 2
     python benchmarks/mmseg_camvid.py --table                   # either venv: the side-by-side table
+    python benchmarks/mmseg_camvid.py --timing 40 --mmseg-python MMSEG_VENV/bin/python \\
+        --contextseg-python .venv/bin/python                   # s/it of both, alternating, quiet machine
 
 Never a dependency of the package or CI.
 """
@@ -249,6 +251,7 @@ def run_mmseg(root: Path, work: Path, seed: int, max_iters: int) -> dict:
         "IoU": timing["per_class_iou"],
         "sec_per_iter_median": statistics.median(seconds),
         "sec_per_iter_mean": statistics.fmean(seconds),
+        "iter_seconds": seconds,
         "train_seconds": timing["train_seconds"],
         "total_seconds": total,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -307,17 +310,22 @@ def check_backbone() -> None:
 # contextseg side (runs in contextseg's venv)
 
 
-def run_contextseg(root: Path, work: Path, seed: int, max_iters: int) -> dict:
+def run_contextseg(root: Path, work: Path, seed: int, max_iters: int, python: str = sys.executable, log_interval: int | None = None) -> dict:
     """``contextseg train`` on the recipe in a child process; the whole-loop seconds per iteration
     come from its log (``sec_per_iter`` of each log interval covers data loading too)."""
-    command = [sys.executable, "-m", "contextseg", "train", str(RECIPE), f"train.work_dir={work}", f"train.seed={seed}",
+    command = [python, "-m", "contextseg", "train", str(RECIPE), f"train.work_dir={work}", f"train.seed={seed}",
                f"data.root={root}", f"train.max_iters={max_iters}", f"train.eval_interval={max_iters}"]
+    if log_interval is not None:
+        command.append(f"train.log_interval={log_interval}")
     start = time.perf_counter()
     with open(work / "train.log", "a") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     total = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"contextseg seed {seed} failed with exit code {code}; see {work / 'train.log'}")
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    if python != sys.executable:  # timing only (another venv): the log has what is needed
+        return {"iter_seconds": [r["sec_per_iter"] for r in records if r.get("event") == "train"]}
     import torch
 
     ckpt = torch.load(work / "last.pt", map_location="cpu", weights_only=True)
@@ -336,6 +344,7 @@ def run_contextseg(root: Path, work: Path, seed: int, max_iters: int) -> dict:
         "IoU": metrics["IoU"],
         "sec_per_iter_median": statistics.median(per_iter),
         "sec_per_iter_mean": train_seconds / ckpt["iteration"],
+        "iter_seconds": per_iter,  # per log interval (per iteration with log_interval 1)
         "train_seconds": train_seconds,
         "total_seconds": total,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -344,6 +353,36 @@ def run_contextseg(root: Path, work: Path, seed: int, max_iters: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def timing(root: Path, iters: int, rounds: int, mmseg_python: str, contextseg_python: str) -> str:
+    """Seconds per iteration of the whole training loop (data loading included), both libraries
+    alternating (mmseg, contextseg, mmseg, ...) so that a noisy machine hurts both alike: each round
+    is a fresh ``iters``-iteration run of the recipe; its first 5 iterations (warm-up) are dropped,
+    then the median; the table gives each round and the median over rounds."""
+    import tempfile
+
+    rows, medians = [], {"mmseg": [], "contextseg": []}
+    for round_ in range(rounds):
+        for library in ("mmseg", "contextseg"):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp)
+                work = out / library / "seed0"
+                work.mkdir(parents=True)
+                if library == "mmseg":
+                    command = [mmseg_python, __file__, "--worker", "0", "--root", str(root), "--out", str(out), "--max-iters", str(iters)]
+                    with open(work / "train.log", "a") as log:
+                        subprocess.check_call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                    seconds = json.loads((work / "result.json").read_text())["iter_seconds"]
+                else:
+                    seconds = run_contextseg(root, work, 0, iters, python=contextseg_python, log_interval=1)["iter_seconds"]
+            median = statistics.median(seconds[5:])
+            medians[library].append(median)
+            rows.append(f"| {round_} | {library} | {median:.3f} |")
+            print(rows[-1], flush=True)
+    ratio = statistics.median(medians["contextseg"]) / statistics.median(medians["mmseg"])
+    return "\n".join(["| round | library | s/it (median, whole loop) |", "| --- | --- | --- |", *rows,
+                      f"| all | contextseg / mmseg | {statistics.median(medians['contextseg']):.3f} / {statistics.median(medians['mmseg']):.3f} = {ratio:.3f}x |"])
 
 
 def _mean_std(values: list[float]) -> str:
@@ -378,6 +417,10 @@ def main() -> None:
     parser.add_argument("--max-iters", type=int, default=MAX_ITERS, help="shorter runs for a smoke test (default: the recipe's 640)")
     parser.add_argument("--check-backbone", action="store_true", help="ResNetV1d-18 vs timm resnet18d with copied weights")
     parser.add_argument("--table", action="store_true", help="print the side-by-side table of the finished runs")
+    parser.add_argument("--timing", type=int, metavar="ITERS", help="time both libraries on ITERS-iteration runs, alternating (needs --mmseg-python and --contextseg-python)")
+    parser.add_argument("--rounds", type=int, default=3, help="--timing rounds (default 3)")
+    parser.add_argument("--mmseg-python", default=sys.executable, help="the mmseg venv's python (--timing)")
+    parser.add_argument("--contextseg-python", default=sys.executable, help="contextseg's venv's python (--timing)")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out, root = Path(args.out), Path(args.root)
@@ -386,6 +429,9 @@ def main() -> None:
         return
     if args.table:
         print(table(out))
+        return
+    if args.timing:
+        print(timing(root, args.timing, args.rounds, args.mmseg_python, args.contextseg_python))
         return
     if args.library is None and args.worker is None:
         parser.error("give --library mmseg|contextseg, --check-backbone or --table")
