@@ -123,3 +123,12 @@ def test_bench_times_inference_in_eval_mode_and_training_in_train_mode(monkeypat
     modes.clear()
     bench.bench_one("fcn", "resnet18d", 3, (32, 32), 2, 1, "cpu", "fp32", True)
     assert modes[:2] == [True, True]
+
+
+def test_data_check_of_a_missing_root_is_bad_input(tmp_path, capsys):
+    """A root that is not a folder is a wrong argument (exit 2, one line naming it and the layout);
+    exit 1 stays for a dataset that exists and has problems."""
+    assert main(["data", "check", "camvid", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "annot" in err and len(err.strip().splitlines()) == 1
+

@@ -90,7 +90,8 @@ def cmd_eval(args) -> int:
         )
     ev = cfg.evaluate
     print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images), mode {ev.mode}, scales {ev.scales}, flip {ev.flip}")
-    results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision))
+    results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision),
+                       progress=sys.stderr.isatty())  # a progress bar on a terminal only, never into a log file
     print(format_results(results, dataset.classes))
     if args.plots:
         from ..engine.pictures.plots import plot_class_iou, plot_confusion
@@ -282,6 +283,8 @@ def cmd_data(args) -> int:
     from .. import data
 
     if args.data_command == "check":
+        if args.name in data.DATASETS and args.name != "synthetic" and not Path(args.root).expanduser().is_dir():
+            raise ValueError(f"root {args.root!r} is not a folder; {args.name} expects {data.DATASETS[args.name].layout}")  # bad input: exit 2
         problems = data.check_dataset(args.name, args.root, args.split)
         if problems:
             for line in problems:
