@@ -132,3 +132,36 @@ def test_data_check_of_a_missing_root_is_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nowhere" in err and "annot" in err and len(err.strip().splitlines()) == 1
 
+
+
+def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
+    """#20's data losses: export into an existing saved model needs --overwrite; into a folder that
+    holds anything else (a run folder) it is refused even with --overwrite; an existing .onnx file
+    needs --overwrite. Every refusal is exit 2 with nothing on disk changed."""
+    cfg = {
+        "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "num_convs": 1, "aux_head": False},
+        "data": {"name": "synthetic", "kwargs": {"size": [32, 64], "length": 4}, "crop_size": [32, 64], "num_workers": 0},
+        "train": {"max_iters": 2, "batch_size": 2, "eval_interval": 2, "work_dir": str(tmp_path / "run")},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    ckpt = str(tmp_path / "run" / "last.pt")
+    snapshot = lambda folder: {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}  # noqa: E731
+
+    assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "saved")]) == 0
+    (tmp_path / "saved" / "config.json").write_text('{"marker": 1}')  # so that a replacement would show
+    before = snapshot(tmp_path / "saved")
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "saved")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and snapshot(tmp_path / "saved") == before
+    assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "saved"), "--overwrite"]) == 0
+    assert snapshot(tmp_path / "saved")["config.json"] != before["config.json"]
+
+    run_before = snapshot(tmp_path / "run")
+    assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "run"), "--overwrite"]) == 2
+    assert "other files" in capsys.readouterr().err and snapshot(tmp_path / "run") == run_before
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not mine")
+    assert main(["export", "--checkpoint", ckpt, "--out", str(onnx)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"not mine"

@@ -8,15 +8,36 @@ from pathlib import Path
 import torch
 
 
+def _check_saved_model_target(out: Path, overwrite: bool) -> None:
+    """A saved model goes into a new or empty folder; ``--overwrite`` replaces a saved model's two
+    files and nothing else: a folder holding anything more (a run folder, a dataset) is refused."""
+    from ..engine.checkpoints.saved_model import CONFIG_NAME, WEIGHTS_NAME
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; a saved model is a folder (model.safetensors + config.json)")
+    present = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    foreign = [name for name in present if name not in (WEIGHTS_NAME, CONFIG_NAME)]
+    if foreign:
+        raise ValueError(f"--out {str(out)!r} holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                         "export a saved model into a new or empty folder")
+    if present and not overwrite:
+        raise ValueError(f"--out {str(out)!r} holds a saved model already; add --overwrite to replace it")
+
+
 def run_export(args) -> int:
     from ..engine.checkpoints.checkpoint import ensure_writable_folder
     from ..engine.checkpoints.saved_model import load_checkpoint_model, save_pretrained
 
+    overwrite = getattr(args, "overwrite", False)
+    out = Path(args.out)
+    if args.format == "safetensors":  # every check before the (slow) load and the first write
+        _check_saved_model_target(out, overwrite)
+    elif out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a folder; give a file path such as model.onnx")
+    elif out.exists() and not overwrite:
+        raise ValueError(f"--out {args.out!r} exists; add --overwrite to replace it")
     model, cfg, _ = load_checkpoint_model(args.checkpoint, torch.device("cpu"))
     if args.format == "safetensors":
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {args.out!r} is a file; a saved model is a folder (model.safetensors + config.json)")
         ensure_writable_folder(out, "--out")
         save_pretrained(model, out)
         print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} (load with contextseg.from_pretrained)")
@@ -29,9 +50,6 @@ def run_export(args) -> int:
             f"--size {size[0]} {size[1]}: {type(model).__name__} is tied to its training crop {tied[0]}x{tied[1]} "
             f"({type(model).crop_options(tied, stride)}); export at --size {tied[0]} {tied[1]} and run larger images in windows of it"
         )
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {args.out!r} is a folder; give a file path such as model.onnx")
     ensure_writable_folder(out.parent, "--out")
     dummy = torch.randn(1, 3, *size)
     try:

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .onnx file, or the saved-model folder")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file, or the saved model (model.safetensors + config.json) in --out")
     return parser
 
 
