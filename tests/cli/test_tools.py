@@ -165,3 +165,19 @@ def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
     onnx.write_bytes(b"not mine")
     assert main(["export", "--checkpoint", ckpt, "--out", str(onnx)]) == 2
     assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"not mine"
+
+
+def test_export_synthetic_never_writes_into_a_dataset_and_validates_first(tmp_path, capsys):
+    """Into a folder that is not empty only with --overwrite; invalid arguments fail before any
+    file is written (they used to replace classes.txt and palette.txt first)."""
+    data = tmp_path / "mine"
+    data.mkdir()
+    (data / "classes.txt").write_text("cat\ndog\n")
+    assert main(["data", "export-synthetic", str(data), "--splits", "val", "--size", "32", "64", "--length", "2"]) == 2
+    assert "not empty" in capsys.readouterr().err and (data / "classes.txt").read_text() == "cat\ndog\n"
+    assert main(["data", "export-synthetic", str(data), "--splits", "nope", "--size", "32", "64", "--overwrite"]) == 2
+    assert (data / "classes.txt").read_text() == "cat\ndog\n" and sorted(p.name for p in data.iterdir()) == ["classes.txt"]
+    assert main(["data", "export-synthetic", str(tmp_path / "new"), "--splits", "val", "--size", "8", "8"]) == 2
+    assert not (tmp_path / "new").exists()
+    assert main(["data", "export-synthetic", str(data), "--splits", "val", "--size", "32", "64", "--length", "2", "--overwrite"]) == 0
+    assert (data / "classes.txt").read_text() != "cat\ndog\n" and len(list((data / "images" / "val").iterdir())) == 2

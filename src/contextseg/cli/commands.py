@@ -299,7 +299,7 @@ def cmd_data(args) -> int:
         return 0
     if args.data_command == "export-synthetic":
         splits = [s for s in args.splits.split(",") if s]
-        data.export_synthetic(args.out, splits=splits, size=tuple(args.size), length=args.length, seed=args.seed)
+        data.export_synthetic(args.out, splits=splits, size=tuple(args.size), length=args.length, seed=args.seed, overwrite=args.overwrite)
         print(f"wrote synthetic splits {', '.join(splits)} to {args.out} (folder layout)")
         return 0
     print("usage: contextseg data {check,prepare,export-synthetic} ...", file=sys.stderr)

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(128, 256))
     q.add_argument("--length", type=int, help="images per split (default: the split's default)")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty (files of the same names are replaced)")
 
     p = sub.add_parser("bench", help="params, FLOPs, latency and peak memory per model")
     p.add_argument("--models", default="all", help="comma-separated names or 'all'")

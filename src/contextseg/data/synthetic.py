@@ -422,14 +422,25 @@ def export_synthetic(
     size=(128, 256),
     length: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Write the synthetic scenes in the ``folder`` layout: ``images/<split>/<i>.png``,
     ``masks/<split>/<i>.png``, ``classes.txt`` and ``palette.txt``. Returns ``out_dir``.
-    ``build_dataset("folder", out_dir, split)`` then reads back exactly the same arrays."""
+    ``build_dataset("folder", out_dir, split)`` then reads back exactly the same arrays.
+
+    Every argument is checked before the first write, and ``out_dir`` must be new or empty:
+    ``overwrite=True`` lets the export write its files into a folder that holds some already
+    (files of the same names are replaced, no other file is touched)."""
     out = Path(out_dir).expanduser()
+    if not splits:
+        raise ValueError("export_synthetic needs at least one split, e.g. train,val")
+    datasets = {split: SyntheticStreetScenes(split=split, size=size, length=length, seed=seed) for split in splits}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{str(out)!r} is a file; the export writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{str(out)!r} is not empty; export into a new or empty folder, or add --overwrite to write the scenes' files into it")
     write_class_files(out, SYNTHETIC_CLASSES, SYNTHETIC_PALETTE)
-    for split in splits:
-        dataset = SyntheticStreetScenes(split=split, size=size, length=length, seed=seed)
+    for split, dataset in datasets.items():
         image_dir, mask_dir = out / "images" / split, out / "masks" / split
         image_dir.mkdir(parents=True, exist_ok=True)
         mask_dir.mkdir(parents=True, exist_ok=True)
