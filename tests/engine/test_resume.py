@@ -106,3 +106,39 @@ def test_stale_temporaries_are_removed_and_a_fresh_run_does_not_overwrite(tmp_pa
         Trainer(Config.from_dict(raw), progress=False)
     assert not (work / ".last.pt.abc123.tmp").exists() and (work / "last.pt").read_bytes() == b"another run"
     Trainer(Config.from_dict(raw), progress=False, overwrite=True)  # allowed when asked for
+
+
+def test_a_second_training_in_a_busy_work_dir_refuses_naming_the_first_and_a_killed_ones_lock_is_taken_over(tmp_path):
+    """Two trainings on one work dir used to both "succeed" (weights of one, config of the other, an
+    interleaved log). The first holds the lock; the second fails at once naming its pid and writes
+    nothing; once the first is killed (SIGKILL: no cleanup, the .lock file stays), a new run starts."""
+    import subprocess
+    import sys
+    import time
+
+    from contextseg.engine.checkpoints.files import WorkDirBusy
+    from contextseg.engine.config import Config
+    from contextseg.engine.training.trainer import Trainer
+
+    work = tmp_path / "run"
+    work.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from contextseg.engine.checkpoints.files import WorkDirLock; "
+        f"lock = WorkDirLock({str(work)!r}).acquire(); print('locked', flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = Config.from_dict({"model": {"name": "fcn", "backbone": "resnet18d", "channels": 8, "aux_head": False},
+                                "data": {"name": "synthetic", "kwargs": {"size": [32, 32], "length": 2}, "crop_size": [32, 32], "num_workers": 0},
+                                "train": {"max_iters": 1, "batch_size": 2, "work_dir": str(work)}})
+        before = sorted(p.name for p in work.iterdir())
+        with pytest.raises(WorkDirBusy, match=rf"in use by a training that is still running \(pid {holder.pid} on"):
+            Trainer(cfg, progress=False)
+        assert sorted(p.name for p in work.iterdir()) == before == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (work / ".lock").exists()  # a killed process leaves its file, not its lock
+    trainer = Trainer(cfg, progress=False)
+    assert (work / ".lock").read_text().split()[0] == str(__import__("os").getpid())
+    trainer.close()
+    assert not (work / ".lock").exists()

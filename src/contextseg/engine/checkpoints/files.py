@@ -3,13 +3,16 @@ through it, with ``weights_only=True``: they are untrusted input) and the writab
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-__all__ = ["read_torch_file", "ensure_writable_folder"]
+__all__ = ["read_torch_file", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy"]
 
 
 def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu", safe_globals: Sequence[Any] = (), error: type[Exception] = ValueError) -> Any:
@@ -43,3 +46,56 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
     except OSError as exc:
         raise ValueError(f"{what} {str(folder)!r} is not writable: {exc.strerror or exc}") from None
     return folder
+
+
+class WorkDirBusy(ValueError):
+    """Another process is training in this work dir."""
+
+
+class WorkDirLock:
+    """An exclusive lock on a work dir while a training writes to it: ``work_dir/.lock``, held with
+    ``fcntl.flock`` on an open file for the trainer's lifetime and holding ``pid host start-time``.
+
+    A second training in the same folder fails at once with :class:`WorkDirBusy` naming the first's
+    pid; a lock left by a killed process is no lock at all (the kernel drops ``flock`` locks with the
+    process), so a stale ``.lock`` file is taken over. Where ``fcntl`` does not exist (Windows) the
+    lock is a no-op. Only rank 0 takes it: it is the only process that writes there."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / ".lock"
+        self._file = None
+
+    def acquire(self) -> "WorkDirLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().split()
+            handle.close()
+            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise WorkDirBusy(f"train.work_dir {str(self.path.parent)!r} is in use by a training that is still running ({who}); "
+                              "wait for it to finish, or give this run another train.work_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file drops the flock
+            self._file = None
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "WorkDirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+

@@ -27,6 +27,7 @@ from ..builders import (
     size_warnings,
     train_transform,
 )
+from ..checkpoints.files import WorkDirLock
 from ..checkpoints.checkpoint import (
     ensure_writable_folder,
     find_resume,
@@ -124,14 +125,20 @@ class Trainer:
         self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
         self._resume_rng = None  # restored once the data iterator exists (creating it draws from the RNG)
         self._stop_signal: int | None = None
+        self._lock = None
         if is_main_process():
             ensure_writable_folder(self.work_dir, "train.work_dir")
+            self._lock = WorkDirLock(self.work_dir).acquire()  # before any file in it is touched
             remove_stale_temporaries(self.work_dir)  # a kill while saving leaves .last.pt.*.tmp files
-        resume = find_resume(self.work_dir, tc.resume)
-        if resume is None and not overwrite:
-            _refuse_to_overwrite(self.work_dir)
-        if resume is not None:
-            self._load(resume)
+        try:
+            resume = find_resume(self.work_dir, tc.resume)
+            if resume is None and not overwrite:
+                _refuse_to_overwrite(self.work_dir)
+            if resume is not None:
+                self._load(resume)
+        except BaseException:
+            self.close()
+            raise
         self.ddp = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.distributed
@@ -139,6 +146,15 @@ class Trainer:
         )
         if tc.compile:  # the training forward only; checkpoints, EMA and evaluation use the plain module
             self.ddp = torch.compile(self.ddp)
+
+    def close(self) -> None:
+        """Release the work dir (its lock) and the TensorBoard writer; the trainer can be dropped."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -277,6 +293,7 @@ class Trainer:
             raise KeyboardInterrupt(name)
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
         if self.last_results is None:  # resumed a finished run
             self._evaluate_and_save()
         return self.last_results
@@ -460,4 +477,5 @@ def train(cfg: Config, progress: bool = True, overwrite: bool = False) -> dict:
             log.info("checkpoints: %s (last), %s (best mIoU)", trainer.work_dir / "last.pt", trainer.work_dir / "best.pt")
         return results
     finally:
+        trainer.close()
         cleanup_distributed()
