@@ -142,3 +142,63 @@ def test_a_second_training_in_a_busy_work_dir_refuses_naming_the_first_and_a_kil
     assert (work / ".lock").read_text().split()[0] == str(__import__("os").getpid())
     trainer.close()
     assert not (work / ".lock").exists()
+
+
+def test_a_failing_evaluation_never_loses_the_weights_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
+    """last.pt is written before each evaluation (marked as awaiting it): when the evaluation fails,
+    the trained weights are on disk, and the resumed run evaluates first and ends bit for bit where
+    a run that never failed ends (with dropout and augmentation on)."""
+    from contextseg.engine.config import load_config
+    from contextseg.engine.training import trainer as trainer_module
+
+    config = write_config(tmp_path)
+    overrides = ["train.max_iters=6", "train.eval_interval=3", "train.checkpoint_interval=6"]
+    reference = trainer_module.Trainer(load_config(config, [*overrides, f"train.work_dir={tmp_path / 'ref'}"]), progress=False)
+    reference.fit()
+    reference.close()
+
+    calls = {"n": 0}
+    real = trainer_module.evaluate
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the mid-run evaluation, after iteration 3 of 6
+            raise RuntimeError("evaluation failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate", failing)
+    cfg = load_config(config, [*overrides, f"train.work_dir={tmp_path / 'run'}"])
+    first = trainer_module.Trainer(cfg, progress=False)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        first.fit()
+    first.close()
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert saved["iteration"] == 3 and saved["pending_eval"] and saved["metrics"] is None
+
+    monkeypatch.setattr(trainer_module, "evaluate", real)
+    resumed = trainer_module.Trainer(cfg, progress=False)
+    results = resumed.fit()
+    resumed.close()
+    want = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
+    got = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(torch.equal(want["model"][k], got["model"][k]) for k in want["model"])
+    assert results["mIoU"] == want["metrics"]["mIoU"] and "pending_eval" not in got
+
+
+def test_a_model_tied_to_its_crop_that_cannot_be_evaluated_is_refused_before_training(tmp_path):
+    """CPNet with a crop whose prior does not fit the validation images in whole mode used to train
+    and then fail at the first evaluation, losing the run."""
+    from contextseg.engine.config import ConfigError, Config
+    from contextseg.engine.training.trainer import Trainer
+
+    raw = {"model": {"name": "cpnet", "backbone": "resnet18d", "output_stride": 16, "channels": 8, "prior_channels": 8, "aux_head": False},
+           "data": {"name": "synthetic", "kwargs": {"size": [96, 192], "length": 2}, "crop_size": [80, 160], "num_workers": 0},
+           "train": {"max_iters": 2, "batch_size": 2, "work_dir": str(tmp_path / "run")}, "evaluate": {"mode": "whole"}}
+    with pytest.raises(ConfigError, match=r"evaluate.mode=whole: CPNet is tied to its 80x160 training crop \(prior_size=\[5, 10\]\), but validation images are 96x192"):
+        Trainer(Config.from_dict(raw), progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "log.jsonl").exists()
+    raw["evaluate"] = {"mode": "slide", "crop_size": [96, 96]}
+    with pytest.raises(ConfigError, match=r"evaluate.crop_size=\[96, 96\]: CPNet is tied"):
+        Trainer(Config.from_dict(raw), progress=False)
+    raw["evaluate"] = {"mode": "slide"}
+    Trainer(Config.from_dict(raw), progress=False).close()  # windows of the crop: fine

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from ...data.transforms import rescale_size
 from ..builders import (
     autocast_context,
     build_eval_dataset,
@@ -102,6 +103,7 @@ class Trainer:
         if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
             self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
         self.val_set = build_eval_dataset(cfg)
+        _check_tied_input(cfg, self.model, self.val_set)  # before training: an evaluation that cannot run would lose it
         self.classes = list(self.train_set.classes)
         self.palette = [list(map(int, c)) for c in self.train_set.palette]
 
@@ -125,6 +127,7 @@ class Trainer:
         self._tb = None  # TensorBoard writer, rank 0 only, when the package is installed
         self._resume_rng = None  # restored once the data iterator exists (creating it draws from the RNG)
         self._stop_signal: int | None = None
+        self._pending_eval = False  # resumed from a checkpoint written just before an evaluation
         self._lock = None
         if is_main_process():
             ensure_writable_folder(self.work_dir, "train.work_dir")
@@ -198,6 +201,7 @@ class Trainer:
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.iteration = int(ckpt["iteration"])
+        self._pending_eval = bool(ckpt.get("pending_eval", False))
         self.best_miou = float(ckpt.get("best_miou", -1.0))
         self.last_results = ckpt.get("metrics")
         states = ckpt.get("rng")
@@ -254,6 +258,9 @@ class Trainer:
         if self._resume_rng is not None:  # after iter(): creating the iterator draws a base seed
             set_rng_state(self._resume_rng)
             self._resume_rng = None
+        if self._pending_eval:  # the evaluation the stopped run did not finish, with the same RNG draws
+            self._pending_eval = False
+            self._evaluate_and_save()
         self.model.train()
         handlers = self._catch_stop_signals()
         bar = tqdm(total=tc.max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, disable=not (self.progress and is_main_process()))
@@ -359,9 +366,11 @@ class Trainer:
             + f"; {self.work_dir / 'last.pt'} keeps the last good state"
         )
 
-    def _save(self, best: bool = False) -> None:
+    def _save(self, best: bool = False, pending_eval: bool = False) -> None:
         """Write ``last.pt`` (and ``best.pt``) on rank 0; every rank takes part in gathering RNG states."""
         state = self.state()
+        if pending_eval:
+            state["pending_eval"] = True
         if is_main_process():
             save_checkpoint(state, self.work_dir / "last.pt")
             if best:
@@ -386,6 +395,10 @@ class Trainer:
             signal.signal(sig, handler)
 
     def _evaluate_and_save(self) -> None:
+        # the trained weights first, marked as awaiting their evaluation: an evaluation that fails
+        # never loses them, and a run resumed from this file evaluates first (as the lost run did)
+        self.last_results = None
+        self._save(pending_eval=True)
         evaluated = self.ema.module if self.ema is not None else self.model
         if self.distributed:  # BN running statistics drift apart per rank without SyncBN: use rank 0's
             for buffer in evaluated.buffers():
@@ -411,6 +424,31 @@ class Trainer:
         if is_main_process():
             tqdm.write(f"iter {self.iteration}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}")
         barrier()
+
+
+def _check_tied_input(cfg: Config, model, val_set) -> None:
+    """A model tied to its training crop (CPNet's prior, :meth:`Segmentor.crop_options`) can only be
+    evaluated on inputs of that crop: slide windows of it, or whole images that happen to have its
+    size. Checked on the config and the validation images' sizes before any iteration runs."""
+    tied = model.tied_input_size()
+    if tied is None:
+        return
+    cls, stride, ev = type(model), model.backbone.output_stride, cfg.evaluate
+    want = cls.crop_options(tied, stride)
+    name = f"{cls.__name__} is tied to its {tied[0]}x{tied[1]} training crop ({', '.join(f'{k}={list(v)}' for k, v in want.items())})"
+    if ev.mode == "slide":
+        window = tuple(ev.crop_size or cfg.data.crop_size)
+        if cls.crop_options(window, stride) != want:
+            raise ConfigError(f"evaluate.crop_size={list(window)}: {name}; leave evaluate.crop_size out to slide windows of data.crop_size")
+        return
+    if any(float(s) != 1.0 for s in ev.scales):
+        raise ConfigError(f"evaluate.mode=whole with evaluate.scales={ev.scales}: {name}, so rescaled whole images cannot run; use evaluate.mode: slide")
+    base = getattr(val_set.transforms, "base_size", None)
+    for h, w in val_set.image_sizes(limit=64):
+        size = rescale_size(h, w, base) if base else (h, w)
+        if cls.crop_options(size, stride) != want:
+            raise ConfigError(f"evaluate.mode=whole: {name}, but validation images are {size[0]}x{size[1]} at the test scale; "
+                              "use evaluate.mode: slide (windows of the crop), or a data.crop_size of the images' size")
 
 
 def _lap(clock: dict[str, float], phase: str, since: float) -> float:
