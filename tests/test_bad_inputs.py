@@ -91,6 +91,24 @@ def test_predict_mirrors_folders_counts_and_never_overwrites(world, tmp_path):
     check(code, text, 0, "wrote 2")
 
 
+def test_predict_overwrite_replaces_only_its_own_outputs(world, tmp_path):
+    """--out in an input's own folder with --overwrite used to replace an unrelated photo that shares
+    the output's name (street.jpg -> street.png). Only files predict wrote (they carry its PNG mark)
+    are replaced; anything else stops the command before any write."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(photos / "street.jpg")
+    Image.fromarray(np.full((30, 40, 3), 200, np.uint8)).save(photos / "street.png")  # the user's own photo
+    before = digest([photos])
+    code, text = cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", photos, "--overwrite")
+    check(code, text, 2, "street.png", "not written by contextseg predict")
+    assert digest([photos]) == before
+    out = tmp_path / "out"
+    assert cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", out)[0] == 0
+    code, text = cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", out, "--overwrite")
+    check(code, text, 0, "wrote 1")  # its own outputs: replaced
+
+
 def test_predict_skips_an_unreadable_image_and_reports_it(world, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -161,7 +161,33 @@ def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[
     existing = [t for t in written if t.exists()]
     if existing and not overwrite:
         raise ConfigError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; pass --overwrite to replace them or choose another --out")
+    foreign = [t for t in existing if not _written_by_predict(t)]
+    if foreign:  # --overwrite replaces predict's own outputs only, never a photo that shares the name
+        raise ConfigError(f"{foreign[0]} exists and was not written by contextseg predict ({len(foreign)} such file(s)); "
+                          "--overwrite only replaces predictions: choose another --out")
     return targets
+
+
+PREDICTION_MARK = "contextseg-predict"  # a PNG text chunk on every label and overlay predict writes
+
+
+def _written_by_predict(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ``contextseg predict`` wrote (it carries the mark)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and PREDICTION_MARK in getattr(img, "text", {})
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _prediction_png_info():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PREDICTION_MARK, "label map or overlay written by contextseg predict")
+    return info
 
 
 def cmd_predict(args) -> int:
@@ -192,11 +218,11 @@ def cmd_predict(args) -> int:
         with ctx():
             labels = model.predict(rgb).cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
         label_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(labels).save(label_path)
+        Image.fromarray(labels).save(label_path, pnginfo=_prediction_png_info())
         colour = colorize(labels, palette).astype(np.float32)
         overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
         classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
-        Image.fromarray(add_legend(overlay, labels, classes, palette)).save(overlay_path)
+        Image.fromarray(add_legend(overlay, labels, classes, palette)).save(overlay_path, pnginfo=_prediction_png_info())
         done += 1
     print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
     return 1 if failed else 0
