@@ -69,6 +69,7 @@ def check(code, out, expected_code, *names):
 
 
 # -- predict never destroys data -----------------------------------------------------------------
+@pytest.mark.slow  # end-to-end predict runs (~12 s each): the slow tier
 def test_predict_refuses_an_output_inside_the_input_folder(world):
     before = digest([world["photos"], world["ckpt"]])
     for out in (world["photos"], world["photos"] / "a", world["photos"] / "preds"):
@@ -77,6 +78,7 @@ def test_predict_refuses_an_output_inside_the_input_folder(world):
     assert digest([world["photos"], world["ckpt"]]) == before
 
 
+@pytest.mark.slow  # end-to-end predict runs (~12 s each): the slow tier
 def test_predict_mirrors_folders_counts_and_never_overwrites(world, tmp_path):
     a, b = world["photos"] / "a" / "frame.png", world["photos"] / "b" / "frame.png"
     code, text = cli("predict", a, b, "--checkpoint", world["ckpt"], "--out", tmp_path / "out")
@@ -91,6 +93,7 @@ def test_predict_mirrors_folders_counts_and_never_overwrites(world, tmp_path):
     check(code, text, 0, "wrote 2")
 
 
+@pytest.mark.slow  # end-to-end predict runs (~12 s): the slow tier
 def test_predict_overwrite_replaces_only_its_own_outputs(world, tmp_path):
     """--out in an input's own folder with --overwrite used to replace an unrelated photo that shares
     the output's name (street.jpg -> street.png). Only files predict wrote (they carry its PNG mark)
@@ -217,6 +220,7 @@ def test_data_check_names_orphan_masks_and_a_shared_problem_once(tmp_path):
     assert digest([root]) == {k: v for k, v in before.items() if not k.endswith("classes.txt")}
 
 
+@pytest.mark.slow  # end-to-end predict runs (~12 s each): the slow tier
 def test_sixteen_bit_grayscale_is_read_as_its_eight_bit_image(world, tmp_path):
     gray = np.random.default_rng(3).integers(0, 256, (40, 56)).astype(np.uint8)
     (tmp_path / "in16").mkdir()

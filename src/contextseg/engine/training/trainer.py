@@ -238,7 +238,17 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train to ``max_iters``; return the last evaluation's results."""
+        """Train to ``max_iters``; return the last evaluation's results. The work dir stays locked
+        from the trainer's creation to the end of ``fit`` (finished or failed); calling ``fit``
+        again takes the lock again."""
+        if is_main_process() and self._lock is None:
+            self._lock = WorkDirLock(self.work_dir).acquire()
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict:
         tc = self.cfg.train
         if is_main_process():
             self.work_dir.mkdir(parents=True, exist_ok=True)
