@@ -28,9 +28,8 @@ def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     assert "resnet5000" in capsys.readouterr().err
 
 
-def test_export_onnx_matches_pytorch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
+def _train_tiny_fcn(tmp_path):
+    """A 2-iteration FCN on 32x64 synthetic scenes: ``tmp_path / "run" / "last.pt"``."""
     cfg = {
         "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "num_convs": 1, "aux_head": False},
         "data": {"name": "synthetic", "kwargs": {"size": [32, 64], "length": 4}, "crop_size": [32, 64], "num_workers": 0},
@@ -38,6 +37,12 @@ def test_export_onnx_matches_pytorch(tmp_path):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml")]) == 0
+
+
+def test_export_onnx_matches_pytorch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    _train_tiny_fcn(tmp_path)
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
     from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
 
@@ -138,13 +143,7 @@ def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
     """#20's data losses: export into an existing saved model needs --overwrite; into a folder that
     holds anything else (a run folder) it is refused even with --overwrite; an existing .onnx file
     needs --overwrite. Every refusal is exit 2 with nothing on disk changed."""
-    cfg = {
-        "model": {"name": "fcn", "backbone": "resnet18d", "output_stride": 32, "channels": 16, "num_convs": 1, "aux_head": False},
-        "data": {"name": "synthetic", "kwargs": {"size": [32, 64], "length": 4}, "crop_size": [32, 64], "num_workers": 0},
-        "train": {"max_iters": 2, "batch_size": 2, "eval_interval": 2, "work_dir": str(tmp_path / "run")},
-    }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(tmp_path / "c.yaml")]) == 0
+    _train_tiny_fcn(tmp_path)
     ckpt = str(tmp_path / "run" / "last.pt")
     snapshot = lambda folder: {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}  # noqa: E731
 

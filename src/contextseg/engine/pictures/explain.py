@@ -32,6 +32,7 @@ from ...data.base import as_rgb_array
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from ...heads.base import ContextMap
 from ...models import Segmentor
+from .plots import pyplot
 
 __all__ = ["explain", "render", "NothingToExplain"]
 
@@ -123,7 +124,7 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
     to a class only for the predicted classes, at most 8); row curves are drawn beside the image,
     top to bottom (channel mean and its 10-90 % band); class bars show the 12 largest classes,
     beside the image (with the query pixel marked)."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     e = explanation
@@ -225,14 +226,3 @@ def _draw_class_bars(plt, e: dict[str, Any], maps: list[ContextMap]):
         ax_bars.set_title(m.title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("pictures need matplotlib: pip install 'contextseg[viz]'") from None
-    return plt

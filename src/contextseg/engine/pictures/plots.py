@@ -9,10 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_class_iou", "plot_confusion", "class_iou_figure", "confusion_figure", "add_legend"]
+__all__ = ["pyplot", "plot_class_iou", "plot_confusion", "class_iou_figure", "confusion_figure", "add_legend"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only), or a one-line ImportError naming the extra."""
     try:
         import matplotlib
 
@@ -31,7 +32,7 @@ def plot_class_iou(results: dict, classes: Sequence[str], path: str | Path, titl
 def class_iou_figure(results: dict, classes: Sequence[str], title: str = ""):
     """Horizontal bars of each class's IoU (%), best at the top, with the mIoU as a line; classes
     without a score (NaN: absent from the labels and the predictions) are left out."""
-    plt = _pyplot()
+    plt = pyplot()
     iou = np.array([np.nan if v is None else v for v in results["IoU"]], dtype=float) * 100
     order = [k for k in np.argsort(np.nan_to_num(iou, nan=-1.0)) if not math.isnan(iou[k])]
     fig, ax = plt.subplots(figsize=(6, 0.28 * len(order) + 1.2))
@@ -54,7 +55,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
 def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str = ""):
     """The confusion matrix normalised per ground-truth row (each row sums to 1, a row without
     pixels stays 0): rows are the true classes, columns what the model predicted."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(confusion, dtype=float)
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -78,7 +79,7 @@ def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str],
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
