@@ -77,11 +77,11 @@ def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor()
     assert model.decode_head.context_prior.prior_conv[0].weight.grad.abs().sum() > 0
 
 
-RESOLVED = ROOT / "tests" / "data" / "resolved_configs.json"
+RESOLVED = ROOT / "tests" / "engine" / "data" / "resolved_configs.json"
 
 
 def test_every_config_resolves_to_the_values_it_had_before_inheritance():
-    """``tests/data/resolved_configs.json`` holds every shipped config resolved before the recipes
+    """``tests/engine/data/resolved_configs.json`` holds every shipped config resolved before the recipes
     were rewritten with ``_base_``: the rewrite changed no value (a new config adds its entry)."""
     import json
 
