@@ -22,6 +22,9 @@ def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     expected_params = sum(p.numel() for p in __import__("contextseg").create_model("fcn", num_classes=5, backbone="resnet18d").parameters())
     assert fcn["params_M"] == pytest.approx(expected_params / 1e6)
     assert fcn["GFLOPs"] > 0.5 and fcn["latency_ms"] > 0 and fcn["peak_mem_MiB"] > 0
+    printed = capsys.readouterr().out.splitlines()  # a header saying what was measured, then one row per model
+    assert printed[0].startswith("inference on cpu, batch 1, 64x64, fp32") and printed[1].split()[:2] == ["model", "params"]
+    assert [line.split()[0] for line in printed[2:4]] == ["fcn", "cpnet"]
     assert main(["bench", "--models", "nope"]) == 2
     # a model that fails inside the per-model subprocess is an error, not a hang
     assert main(["bench", "--models", "fcn", "--backbone", "resnet5000", "--repeats", "1"]) == 2
