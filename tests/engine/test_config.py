@@ -95,14 +95,11 @@ def test_base_errors_are_one_line_and_name_the_file(tmp_path):
     _write(tmp_path / "y.yaml", "_base_: x.yaml\n")
     with pytest.raises(ConfigError, match=r"circle: .*x.yaml -> .*y.yaml -> .*x.yaml"):
         read_yaml(tmp_path / "x.yaml")
-    _write(tmp_path / "m.yaml", "_base_: missing.yaml\n")
-    with pytest.raises(ConfigError, match=r"missing.yaml.*does not exist"):
-        read_yaml(tmp_path / "m.yaml")
-    _write(tmp_path / "n.yaml", "_base_: {a: 1}\n")
-    with pytest.raises(ConfigError, match=r"_base_ must be a file name or a list"):
-        read_yaml(tmp_path / "n.yaml")
-    _write(tmp_path / "l.yaml", "- 1\n- 2\n")
-    with pytest.raises(ConfigError, match=r"top level must be a mapping"):
-        read_yaml(tmp_path / "l.yaml")
+    cases = [("m.yaml", "_base_: missing.yaml\n", r"missing.yaml.*does not exist"),
+             ("n.yaml", "_base_: {a: 1}\n", r"_base_ must be a file name or a list"),
+             ("l.yaml", "- 1\n- 2\n", r"top level must be a mapping")]
+    for name, text, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            read_yaml(_write(tmp_path / name, text))
     with pytest.raises(ConfigError, match=r"is a folder"):
         read_yaml(tmp_path)
