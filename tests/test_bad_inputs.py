@@ -237,3 +237,216 @@ def test_a_crop_larger_than_every_image_is_said_once(world, tmp_path):
     code, out = cli("train", world["config"], "data.crop_size=[512, 512]", "train.max_iters=2", f"train.work_dir={tmp_path / 'run'}")
     check(code, out, 0, "larger than every training image")
     assert out.count("warning:") == 1, out
+
+
+# -- families: a table per family, each case run through the real command line in-process -----------
+def run_main(args) -> tuple[int, str]:
+    """``contextseg ARGS`` in this process (the same ``main`` as the console script): its exit code and
+    everything it printed. An exception escaping ``main`` is a traceback for the user: it fails here."""
+    import contextlib
+    import io
+
+    from contextseg.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+    return code, out.getvalue()
+
+
+def run_family(case_args, expected_code, words, watched):
+    before = digest(watched)
+    code, out = run_main(case_args)
+    check(code, out, expected_code, *words)
+    if expected_code == 2:
+        assert len([line for line in out.splitlines() if "error" in line]) == 1, out
+    assert digest(watched) == before, "an input changed on disk"
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved(world, tmp_path_factory):
+    """The tiny fcn checkpoint as a saved-model folder: its config.json and weights."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path_factory.mktemp("saved") / "fcn"
+    assert run_main(["export", "--checkpoint", world["ckpt"], "--format", "safetensors", "--out", folder])[0] == 0
+    return {"folder": folder, "meta": json.loads((folder / "config.json").read_text()), "weights": load_file(str(folder / "model.safetensors"))}
+
+
+def _saved_variant(saved, root: Path, meta_change=None, weight_change=None, raw_json=None) -> Path:
+    """A copy of the saved model with its config.json or weights changed."""
+    import copy
+    import json
+
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True)
+    meta = copy.deepcopy(saved["meta"])
+    if meta_change:
+        meta_change(meta)
+    (root / "config.json").write_text(raw_json if raw_json is not None else json.dumps(meta))
+    weights = dict(saved["weights"])
+    if weight_change:
+        weight_change(weights)
+    save_file(weights, str(root / "model.safetensors"))
+    return root
+
+
+def _first_float(weights) -> str:
+    return next(k for k, v in sorted(weights.items()) if v.is_floating_point())
+
+
+def _set(*path_and_value):
+    *path, value = path_and_value
+
+    def change(meta):
+        node = meta
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return change
+
+
+SAVED_MODEL_CASES = {  # name: (config.json change, weights change, raw config.json text, words of the message)
+    "nan_weight": (None, lambda w: w.__setitem__(_first_float(w), torch.full_like(w[_first_float(w)], float("nan"))), None, ["non-finite", "model.safetensors"]),
+    "inf_weight": (None, lambda w: w.__setitem__(_first_float(w), torch.full_like(w[_first_float(w)], float("inf"))), None, ["non-finite"]),
+    "half_weights": (None, lambda w: w.update({k: v.half() for k, v in w.items() if v.is_floating_point()}), None, ["float16", "float32"]),
+    "integer_weight": (None, lambda w: w.__setitem__(_first_float(w), w[_first_float(w)].long()), None, ["int64", "float32"]),
+    "missing_tensor": (None, lambda w: w.pop(_first_float(w)), None, ["does not fit", "Missing"]),
+    "config_is_a_list": (None, None, "[1, 2]", ["config.json", "JSON object"]),
+    "config_not_json": (None, None, "{model: fcn", ["config.json", "not valid JSON"]),
+    "model_is_a_string": (_set("model", "fcn"), None, None, ["model must be a mapping"]),
+    "model_is_a_list": (_set("model", [1, 2]), None, None, ["model must be a mapping"]),
+    "num_classes_text": (_set("model", "num_classes", "9"), None, None, ["model.num_classes"]),
+    "unknown_model": (_set("model", "name", "unet"), None, None, ["unknown model 'unet'"]),
+    "unknown_option": (_set("model", "colour", 1), None, None, ["unknown option", "colour"]),
+    "inference_is_a_string": (_set("inference", "whole"), None, None, ["inference must be a mapping"]),
+    "inference_is_a_list": (_set("inference", [1]), None, None, ["inference must be a mapping"]),
+    "scale_negative": (_set("inference", "scales", [-1.0]), None, None, ["inference.scales", "> 0"]),
+    "scale_infinite": (None, None, "INF", ["inference.scales"]),  # raw text patched below: JSON's Infinity
+    "scale_huge": (_set("inference", "scales", [1e9]), None, None, ["inference.scales", "<= 8"]),
+    "mode_unknown": (_set("inference", "mode", "tile"), None, None, ["inference.mode"]),
+    "flip_text": (_set("inference", "flip", "yes"), None, None, ["inference.flip", "bool"]),
+    "base_size_zero": (_set("base_size", [0, 0]), None, None, ["base_size", "positive"]),
+    "base_size_text": (_set("base_size", "big"), None, None, ["base_size"]),
+    "crop_size_three": (_set("crop_size", [1, 2, 3]), None, None, ["crop_size"]),
+    "mean_two_numbers": (_set("mean", [0.5, 0.5]), None, None, ["mean", "three"]),
+    "std_zero": (_set("std", [0, 0, 0]), None, None, ["std", "positive"]),
+    "std_nan": (None, None, "NAN", ["std"]),
+    "palette_short": (lambda m: m.__setitem__("palette", m["palette"][:3]), None, None, ["palette", "9 colours"]),
+    "palette_out_of_range": (lambda m: m.__setitem__("palette", [[999, 0, 0]] * 9), None, None, ["palette", "0..255"]),
+    "classes_short": (_set("classes", ["a"]), None, None, ["classes", "9 names"]),
+    "classes_a_string": (_set("classes", "abcdefghi"), None, None, ["classes"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAVED_MODEL_CASES))
+def test_saved_model_family(world, saved, tmp_path, case):
+    """A saved model's folder gets every check a .pt checkpoint gets, before it is used: predict
+    and eval stop with one line naming config.json or model.safetensors and the key or tensor."""
+    import json
+
+    meta_change, weight_change, raw, words = SAVED_MODEL_CASES[case]
+    if raw in ("INF", "NAN"):  # JSON that Python's json module reads as a non-finite float
+        meta = json.loads(json.dumps(saved["meta"]))
+        if raw == "INF":
+            meta["inference"]["scales"] = [float("inf")]
+        else:
+            meta["std"] = [float("nan")] * 3
+        raw = json.dumps(meta)
+    folder = _saved_variant(saved, tmp_path / "model", meta_change, weight_change, raw)
+    for args in (["predict", world["photos"] / "a" / "frame.png", "--checkpoint", folder, "--out", tmp_path / "out"],
+                 ["eval", "--checkpoint", folder, "data.name=synthetic", "data.kwargs={size: [32, 48], length: 2}"]):
+        run_family(args, 2, words, [folder, world["photos"]])
+    assert not (tmp_path / "out").exists()
+
+
+def test_saved_model_loading_never_reaches_the_network(saved, tmp_path, monkeypatch):
+    """pretrained_backbone in a saved model is irrelevant (the weights follow); a missing path is a
+    missing path unless it is a Hub id, and even then only with the hub extra."""
+    import socket
+
+    import contextseg as cs
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was reached")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for value in (True, "/nowhere/backbone.pth", "timm/resnet18d.a1_in1k"):
+        folder = _saved_variant(saved, tmp_path / f"m{len(list(tmp_path.iterdir()))}", _set("model", "pretrained_backbone", value))
+        assert cs.load(folder).num_classes == 9
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for missing in ("runs/nothing", "./nothing", "nothing.pt", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            cs.load(missing)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_hub(name, *args, **kwargs):
+        if name.startswith("huggingface_hub"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_hub)
+    with pytest.raises(FileNotFoundError, match=r"contextseg\[hub\]"):
+        cs.load("someone/some-model")
+
+
+CONFIG_CASES = {  # name: (config text or None for the tiny config, overrides, words)
+    "duplicate_key": ("model: {name: fcn}\ntrain: {max_iters: 1}\ntrain: {max_iters: 2}\n", [], ["'train' appears twice", "line 3", "line 2"]),
+    "duplicate_inner_key": ("model: {name: fcn, name: cpnet}\n", [], ["'name' appears twice"]),
+    "alias_bomb": ("a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                   "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n", [], ["aliases"]),
+    "nested_too_deep": ("model: " + "[" * 3000 + "]" * 3000 + "\n", [], ["nested too deeply"]),
+    "top_level_list": ("- model\n- train\n", [], ["top level must be a mapping"]),
+    "top_level_text": ("just words\n", [], ["top level must be a mapping"]),
+    "list_as_key": ("? [a, b]\n: 1\n", [], ["mapping key"]),
+    "not_text": (b"\xff\xfe\x00bad", [], ["not text"]),
+    "section_by_scalar": (None, ["model=3"], ["model=3", "section model"]),
+    "section_by_list": (None, ["train=[1,2]"], ["section train"]),
+    "section_by_null": (None, ["data="], ["section data"]),
+    "subsection_by_scalar": (None, ["data.kwargs=5"], ["data.kwargs"]),
+    "key_into_a_list": (None, ["data.crop_size.0=5"], ["'crop_size' is not a section"]),
+    "lr_zero": (None, ["train.lr=0"], ["train.lr", "> 0"]),
+    "lr_nan": (None, ["train.lr=.nan"], ["train.lr", "finite"]),
+    "lr_text": (None, ["train.lr=fast"], ["train.lr", "float"]),
+    "workers_negative": (None, ["data.num_workers=-1"], ["data.num_workers", ">= 0"]),
+    "ratio_negative": (None, ["data.ratio_range=[-1,2]"], ["data.ratio_range"]),
+    "ratio_reversed": (None, ["data.ratio_range=[2,0.5]"], ["data.ratio_range", "low <= high"]),
+    "ratio_one_number": (None, ["data.ratio_range=[1]"], ["data.ratio_range", "two numbers"]),
+    "scale_infinite": (None, ["evaluate.scales=[.inf]"], ["evaluate.scales", "finite"]),
+    "scale_huge": (None, ["evaluate.scales=[9]"], ["evaluate.scales", "<= 8"]),
+    "scales_empty": (None, ["evaluate.scales=[]"], ["evaluate.scales"]),
+    "flip_prob_two": (None, ["data.flip_prob=2"], ["data.flip_prob"]),
+    "momentum_one": (None, ["train.momentum=1"], ["train.momentum"]),
+    "seed_negative": (None, ["train.seed=-1"], ["train.seed"]),
+    "model_option_nan": (None, ["model.aux_weight=.nan"], ["model.aux_weight", "finite"]),
+    "batch_one_with_batchnorm": (None, ["train.batch_size=1"], ["BatchNorm", "train.batch_size"]),
+    "ignore_index_differs": (None, ["model.ignore_index=0"], ["model.ignore_index=0", "255"]),
+    "config_is_a_folder": ("FOLDER", [], ["is a folder"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_config_family(world, tmp_path, case):
+    """Configs and overrides: one line naming the key (and line), exit 2, before any file is written."""
+    text, overrides, words = CONFIG_CASES[case]
+    if text is None:
+        config = world["config"]
+    elif text == "FOLDER":
+        config = tmp_path
+    else:
+        config = tmp_path / "bad.yaml"
+        config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    work = tmp_path / "run"
+    run_family(["train", config, *overrides, f"train.work_dir={work}"], 2, words, [world["config"], world["ckpt"]])
+    assert not work.exists() or not any(work.iterdir()), "a refused config wrote into the work dir"

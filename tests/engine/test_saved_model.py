@@ -82,7 +82,7 @@ def test_export_safetensors_then_from_pretrained(trained, tmp_path):
 
 
 def test_from_pretrained_errors_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a saved-model folder nor a Hub repository id"):
+    with pytest.raises(FileNotFoundError, match="does not exist .neither a local folder nor a Hub repository id"):
         cs.from_pretrained(tmp_path / "nothing" / "here" / "x")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json and model.safetensors"):

@@ -202,9 +202,9 @@ def cmd_predict(args) -> int:
 
     out = Path(args.out)
     targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
-    ensure_writable_folder(out, "--out")
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
+    ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
     palette = [tuple(c) for c in model.meta.get("palette") or default_palette(model.num_classes)]
     ctx = autocast_context(device, cfg.train.precision)
     done, failed = 0, []

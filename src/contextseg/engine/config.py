@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,6 +47,10 @@ __all__ = [
     "ConfigError",
     "read_yaml",
     "merge_configs",
+    "check_eval_settings",
+    "check_scales",
+    "check_size",
+    "MAX_SCALE",
 ]
 
 
@@ -71,8 +76,62 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping whose keys are plain values, each written once: a duplicated key (YAML keeps the
+    last one silently) is an error naming the key and both lines."""
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # ``<<: *base`` merges; the keys after it override on purpose
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: a mapping key must be a plain name, not a {key_node.id}")
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"line {line}: key {key!r} appears twice in the same mapping (first at line {seen[key]}); keep one")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+MAX_YAML_NODES = 100_000  # values in a config once aliases are expanded ("billion laughs" bound)
+
+
+def _expanded_size(value: Any, memo: dict[int, int], open_: set[int]) -> int:
+    """How many values ``value`` holds with every YAML alias expanded (shared objects counted at
+    each use), in time linear in the distinct objects; a recursive alias is an error."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise ConfigError("a YAML alias refers to the mapping or list that contains it (a recursive structure)")
+    open_.add(key)
+    items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+    total = 1
+    for _, item in items:
+        total += _expanded_size(item, memo, open_)
+        if total > MAX_YAML_NODES:
+            break
+    open_.discard(key)
+    memo[key] = total
+    return total
+
+
 def yaml_load(text: str):
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text as a config value: floats as YAML 1.2 reads them, duplicate keys refused,
+    alias expansion bounded by ``MAX_YAML_NODES``, nesting bounded by Python's recursion limit.
+    Errors are ``ConfigError`` (or ``yaml.YAMLError`` for text that is not YAML)."""
+    try:
+        value = yaml.load(text, Loader=_Loader)
+        size = _expanded_size(value, {}, set())
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply") from None
+    if size > MAX_YAML_NODES:
+        raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values through its aliases; a config is far smaller")
+    return value
 
 
 @dataclass
@@ -165,7 +224,12 @@ class Config:
         unknown = set(raw) - known
         if unknown:
             raise ConfigError(f"{source}: unknown top-level key(s) {_suggest(unknown, known)}")
+        if not isinstance(raw.get("model") or {}, dict):
+            raise ConfigError(f"{source}: model must be a mapping (name + options), got {raw['model']!r}")
         model = dict(raw.get("model") or {})
+        bad = _nonfinite_numbers(raw)
+        if bad:
+            raise ConfigError(f"{source}: {bad[0][0]}={bad[0][1]!r}: every number in a config must be finite")
         if "name" not in model:
             raise ConfigError(f"{source}: model.name is required (one of contextseg.list_models())")
         sections = {key: _build_section(cls_, raw.get(key) or {}, f"{source}: {key}") for key, cls_ in _SECTIONS.items()}
@@ -208,6 +272,65 @@ def _build_section(cls_, values: dict, where: str):
     return cls_(**values)
 
 
+def _nonfinite_numbers(value: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """``(dotted key, value)`` of every NaN or infinite number in a raw config."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(prefix, value)]
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _nonfinite_numbers(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [bad for i, v in enumerate(value) for bad in _nonfinite_numbers(v, f"{prefix}[{i}]")]
+    return []
+
+
+def _in_range(value, where: str, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` is a finite number within ``[low, high]`` (or the open ends); ConfigError naming ``where``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise ConfigError(f"{where} must be a number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
+
+
+MAX_SCALE = 8.0  # the largest test-time or training resize factor anywhere (a 1e9 scale is a typo, not a request)
+
+
+def check_scales(scales, where: str) -> list[float]:
+    """Test-time scales: a non-empty list of finite numbers in (0, MAX_SCALE]."""
+    if not isinstance(scales, (list, tuple)) or not scales:
+        raise ConfigError(f"{where} must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}")
+    for s in scales:
+        _in_range(s, where, 0, MAX_SCALE, low_open=True)
+    return [float(s) for s in scales]
+
+
+def check_eval_settings(values: Any, where: str) -> "EvalConfig":
+    """An ``evaluate`` section (a config's, or a saved model's ``inference``) with its types and
+    ranges checked exactly as a YAML config's."""
+    ev = _build_section(EvalConfig, values, where)
+    _check_eval(ev, where)
+    return ev
+
+
+def check_size(value: Any, where: str, minimum: int = 1) -> None:
+    """Two integers ``>= minimum`` (an image size (h, w) or (long, short)), or None."""
+    _pair(value, where)
+    if value is not None and min(value) < minimum:
+        raise ConfigError(f"{where} must be at least {minimum} on each side for this model, got {list(value)!r}")
+
+
+def _check_eval(ev: "EvalConfig", where: str) -> None:
+    _pair(ev.crop_size, f"{where}.crop_size (h, w)")
+    _pair(ev.stride, f"{where}.stride (h, w)")
+    if ev.mode not in ("whole", "slide"):
+        raise ConfigError(f"{where}.mode must be 'whole' or 'slide', got {ev.mode!r}")
+    check_scales(ev.scales, f"{where}.scales")
+
+
 def _pair(value, where: str) -> None:
     if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value)):
         raise ConfigError(f"{where} must be two positive integers, got {value!r}")
@@ -216,8 +339,29 @@ def _pair(value, where: str) -> None:
 def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) -> None:
     _pair(data.crop_size, f"{source}: data.crop_size (h, w)")
     _pair(data.base_size, f"{source}: data.base_size (long, short)")
-    _pair(ev.crop_size, f"{source}: evaluate.crop_size (h, w)")
-    _pair(ev.stride, f"{source}: evaluate.stride (h, w)")
+    _check_eval(ev, f"{source}: evaluate")
+    if len(data.ratio_range) != 2:
+        raise ConfigError(f"{source}: data.ratio_range must be two numbers (low, high), got {data.ratio_range!r}")
+    for r in data.ratio_range:
+        _in_range(r, f"{source}: data.ratio_range", 0, MAX_SCALE, low_open=True)
+    if data.ratio_range[0] > data.ratio_range[1]:
+        raise ConfigError(f"{source}: data.ratio_range must be (low, high) with low <= high, got {data.ratio_range!r}")
+    _in_range(data.cat_max_ratio, f"{source}: data.cat_max_ratio", 0, 1, low_open=True)
+    _in_range(data.flip_prob, f"{source}: data.flip_prob", 0, 1)
+    _in_range(data.num_workers, f"{source}: data.num_workers", 0)
+    _in_range(train.lr, f"{source}: train.lr", 0, low_open=True)
+    for key in ("min_lr", "norm_weight_decay"):
+        if getattr(train, key) is not None:
+            _in_range(getattr(train, key), f"{source}: train.{key}", 0)
+    if train.grad_clip is not None:
+        _in_range(train.grad_clip, f"{source}: train.grad_clip", 0, low_open=True)
+    _in_range(train.power, f"{source}: train.power", 0, low_open=True)
+    _in_range(train.momentum, f"{source}: train.momentum", 0, 1, high_open=True)
+    _in_range(train.weight_decay, f"{source}: train.weight_decay", 0)
+    _in_range(train.warmup_iters, f"{source}: train.warmup_iters", 0)
+    _in_range(train.warmup_ratio, f"{source}: train.warmup_ratio", 0, 1, low_open=True)
+    _in_range(train.head_lr_mult, f"{source}: train.head_lr_mult", 0)
+    _in_range(train.seed, f"{source}: train.seed", 0, 2**32 - 1)
     if data.class_balance not in (None, "median_frequency", "sqrt_median_frequency"):
         raise ConfigError(f"{source}: data.class_balance must be median_frequency, sqrt_median_frequency or null, got {data.class_balance!r}")
     if train.optimizer not in ("sgd", "adamw"):
@@ -230,16 +374,15 @@ def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) ->
         raise ConfigError(f"{source}: train.betas must be two numbers in [0, 1), got {train.betas!r}")
     if train.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"{source}: train.precision must be fp32, bf16 or fp16, got {train.precision!r}")
-    if ev.mode not in ("whole", "slide"):
-        raise ConfigError(f"{source}: evaluate.mode must be 'whole' or 'slide', got {ev.mode!r}")
     for key in ("max_iters", "batch_size", "accumulate_steps", "log_interval", "eval_interval", "checkpoint_interval"):
         if int(getattr(train, key)) < 1:
             raise ConfigError(f"{source}: train.{key} must be >= 1, got {getattr(train, key)!r}")
-    if not ev.scales or any(float(s) <= 0 for s in ev.scales):
-        raise ConfigError(f"{source}: evaluate.scales must be positive numbers, got {ev.scales!r}")
     for rule in train.paramwise:
-        if not isinstance(rule, dict) or "pattern" not in rule or set(rule) - {"pattern", "lr_mult", "weight_decay"}:
+        if not isinstance(rule, dict) or not isinstance(rule.get("pattern"), str) or set(rule) - {"pattern", "lr_mult", "weight_decay"}:
             raise ConfigError(f"{source}: each train.paramwise rule is {{pattern, lr_mult?, weight_decay?}}, got {rule!r}")
+        for key in ("lr_mult", "weight_decay"):
+            if key in rule:
+                _in_range(rule[key], f"{source}: train.paramwise {rule['pattern']!r} {key}", 0)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -251,6 +394,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} has an empty key")
     try:
         parsed = yaml_load(value) if value.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"override {item!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: cannot parse the value as YAML ({exc})") from None
     return path, parsed
@@ -268,6 +413,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        key = ".".join(path)
+        if (isinstance(node.get(path[-1]), dict) or (len(path) == 1 and path[0] in ("model", *_SECTIONS))) and not isinstance(value, dict):
+            raise ConfigError(f"override {item!r} would replace the section {key} by {value!r}; set its keys instead, e.g. {key}.KEY=VALUE")
         node[path[-1]] = value
     return raw
 
@@ -289,6 +437,8 @@ def _read_one(path: Path) -> dict:
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         raw = yaml_load(path.read_text())
+    except ConfigError as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     except UnicodeDecodeError:

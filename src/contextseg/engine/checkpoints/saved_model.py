@@ -11,7 +11,9 @@ crop and the evaluation settings) - the layout the Hugging Face Hub serves. A *c
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,9 @@ import torch
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from .checkpoint import load_checkpoint, nonfinite_tensors
-from ..config import Config, ConfigError, apply_overrides, read_yaml
+from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml
 
-__all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "WEIGHTS_NAME", "CONFIG_NAME"]
+__all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -32,7 +34,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segment
     """A trained model from a ``contextseg train`` checkpoint (``.pt``) or a saved-model folder,
     in eval mode, with its classes, palette, normalisation and inference settings in ``model.meta``."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or (not path.exists() and _looks_like_hub_id(str(path))):
         return from_pretrained(path, device)
     return load_checkpoint_model(path, device)[0]
 
@@ -62,18 +64,22 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     if bad:
         raise ConfigError(f"checkpoint {path!r} holds non-finite weights ({', '.join(bad[:3])}): it comes from a diverged run and cannot be used")
     cfg.model = {**cfg.model, "pretrained_backbone": None}  # the checkpoint holds every weight
+    if not isinstance(ckpt["classes"], (list, tuple)) or not ckpt["classes"]:
+        raise ConfigError(f"checkpoint {path!r}: classes must be a non-empty list of names, got {ckpt['classes']!r}")
     model = build_model(cfg, len(ckpt["classes"]))
     _load_weights(model, weights, path)
     base = cfg.data.base_size or ckpt.get("base_size")
-    model.meta.update(
-        classes=list(ckpt["classes"]),
-        palette=[list(c) for c in ckpt.get("palette", [])],
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
-        base_size=list(base) if base else None,
-        crop_size=list(cfg.data.crop_size),
-        inference={k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")},
-    )
+    meta = {
+        "classes": list(ckpt["classes"]),
+        "palette": [list(c) for c in ckpt.get("palette") or []] if isinstance(ckpt.get("palette") or [], (list, tuple)) else ckpt["palette"],
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "base_size": list(base) if isinstance(base, (list, tuple)) else base,
+        "crop_size": list(cfg.data.crop_size),
+        "inference": {k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")},
+    }
+    check_model_meta({"model": model.meta["model"], **meta}, f"checkpoint {path}", model)
+    model.meta.update(meta)
     return model.to(device).eval(), cfg, ckpt
 
 
@@ -115,24 +121,111 @@ def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu
 
     folder = Path(source)
     if not folder.is_dir():
+        if folder.exists():
+            raise FileNotFoundError(f"{str(folder)!r} is a file; a saved model is a folder with {CONFIG_NAME} and {WEIGHTS_NAME} (a .pt checkpoint loads with contextseg.load)")
         folder = _download(str(source), revision)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file() or not (folder / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved model: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it")
     try:
         meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{str(config_path)!r} is not valid JSON: {exc}") from None
-    kwargs = dict(meta.get("model") or {})
-    if "name" not in kwargs or "num_classes" not in kwargs:
-        raise ValueError(f"{str(config_path)!r} has no model section with name and num_classes")
-    model = create_model(kwargs.pop("name"), **kwargs)
-    _load_weights(model, load_file(str(folder / WEIGHTS_NAME)), str(folder / WEIGHTS_NAME))
+    except RecursionError:
+        raise ValueError(f"{str(config_path)!r} is nested too deeply to be a saved model's config") from None
+    source_name = f"saved model {config_path}"
+    check_model_meta(meta, source_name)
+    kwargs = dict(meta["model"])
+    kwargs["pretrained_backbone"] = None  # the saved weights replace every pretrained one: never a file or the network
+    try:
+        model = create_model(kwargs.pop("name"), **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source_name}: its model section cannot be built: {' '.join(str(exc).split())[:300]}") from None
+    check_model_meta(meta, source_name, model)
+    try:
+        weights = load_file(str(folder / WEIGHTS_NAME))
+    except Exception as exc:  # safetensors' own errors: a header that is not JSON, a truncated file
+        raise ValueError(f"cannot read {str(folder / WEIGHTS_NAME)!r}: {' '.join(str(exc).split())[:200]}") from None
+    _load_weights(model, weights, str(folder / WEIGHTS_NAME))
     model.meta.update({k: v for k, v in meta.items() if k not in ("model", "contextseg")})
     return model.to(device).eval()
 
 
+def _numbers(value: Any, count: int) -> bool:
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+
+def check_model_meta(meta: Any, source: str, model: Segmentor | None = None) -> None:
+    """What a saved model's ``config.json`` (or a checkpoint's classes/palette) says, checked with the
+    schema and ranges of YAML configs before it is used: a ``model`` mapping with ``name`` and
+    ``num_classes``; ``classes`` (one name per class), ``palette`` (one ``[r, g, b]`` in 0..255 per
+    class), ``mean``/``std`` (three finite numbers, std > 0), ``base_size``/``crop_size`` (two
+    integers; a tied model's crop at least its output stride), ``inference`` (an ``evaluate`` section). With
+    ``model`` (built from it) the sizes are checked against it, and for a model tied to its crop
+    (CPNet) the crop against its prior. ``ConfigError`` naming ``source`` and the key otherwise."""
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{source}: must be a JSON object (model, classes, palette, ...), got {type(meta).__name__}")
+    section = meta.get("model")
+    if not isinstance(section, dict) or not isinstance(section.get("name"), str):
+        raise ConfigError(f"{source}: model must be a mapping with a name and num_classes, got {section!r}"[:300])
+    k = section.get("num_classes")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"{source}: model.num_classes must be a positive integer, got {k!r}")
+    classes = meta.get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) != k or not all(isinstance(c, str) for c in classes)):
+        raise ConfigError(f"{source}: classes must be a list of {k} names (model.num_classes), got {str(classes)[:120]}")
+    palette = meta.get("palette")
+    if palette:  # [] or null: the default palette
+        if (not isinstance(palette, list) or len(palette) != k
+                or not all(_numbers(c, 3) and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette)):
+            raise ConfigError(f"{source}: palette must be {k} colours (one per class), each three integers 0..255, got {str(palette)[:120]}")
+    for key in ("mean", "std"):
+        if key in meta and not _numbers(meta[key], 3):
+            raise ConfigError(f"{source}: {key} must be three finite numbers (R, G, B), got {meta[key]!r}"[:300])
+    if "std" in meta and any(v <= 0 for v in meta["std"]):
+        raise ConfigError(f"{source}: std must be three positive numbers, got {meta['std']!r}")
+    # the smallest crop: one output cell for a model tied to its crop (CPNet's prior), else a pixel
+    minimum = model.backbone.output_stride if model is not None and type(model).crop_options((64, 64), 8) else 1
+    check_size(meta.get("base_size"), f"{source}: base_size")
+    check_size(meta.get("crop_size"), f"{source}: crop_size", minimum)
+    inference = meta.get("inference")
+    if inference is not None:
+        ev = check_eval_settings(inference, f"{source}: inference")
+        if ev.crop_size is not None:
+            check_size(ev.crop_size, f"{source}: inference.crop_size", minimum)
+    if model is not None and meta.get("crop_size") is not None:
+        cls, stride = type(model), model.backbone.output_stride
+        for key, expected in cls.crop_options(meta["crop_size"], stride).items():
+            stated = section.get(key)
+            if stated is not None and list(stated) != list(expected):
+                raise ConfigError(f"{source}: crop_size {meta['crop_size']} needs model.{key}={list(expected)} at output stride {stride}, but model.{key} is {stated!r}")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    """``user/name`` as the Hugging Face Hub spells repository ids, and not a local path: no file
+    suffix of a checkpoint, and its first part is not a folder here (``runs/x`` is a missing run)."""
+    if not _HUB_ID.match(text) or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".json")) or ".." in text:
+        return False
+    return not Path(text.split("/")[0]).exists()
+
+
 def _load_weights(model: Segmentor, weights: dict, source: str) -> None:
+    """``weights`` into ``model``, refused naming the tensor unless each has the model's own dtype
+    and finite values (a cast on load would hide a half-precision or integer file), and the keys
+    and shapes fit."""
+    own = model.state_dict()
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{source!r}: {key} is a {type(value).__name__}, not a tensor")
+        if key in own and value.dtype != own[key].dtype:
+            raise ConfigError(f"{source!r}: tensor {key} is {str(value.dtype).replace('torch.', '')}, the model expects {str(own[key].dtype).replace('torch.', '')}")
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise ConfigError(f"{source!r} holds non-finite weights ({', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''}): it comes from a diverged run and cannot be used")
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -141,13 +234,19 @@ def _load_weights(model: Segmentor, weights: dict, source: str) -> None:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
-        raise FileNotFoundError(f"{repo_id!r} is neither a saved-model folder nor a Hub repository id (user/name)")
+    """A Hub repository's saved model, only for a string that is a Hub id (:func:`_looks_like_hub_id`)
+    with the ``hub`` extra installed; anything else is a missing local path."""
+    if not _looks_like_hub_id(repo_id):
+        raise FileNotFoundError(f"saved model {repo_id!r} does not exist (neither a local folder nor a Hub repository id user/name)")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise ImportError(f"loading {repo_id!r} from the Hugging Face Hub needs huggingface_hub: pip install 'contextseg[hub]'") from None
-    return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+        raise FileNotFoundError(f"saved model {repo_id!r} does not exist here; as a Hugging Face Hub id it needs the hub extra: pip install 'contextseg[hub]'") from None
+    try:
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except Exception as exc:  # offline, unknown repository, gated, revision missing
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise FileNotFoundError(f"saved model {repo_id!r} is not a local folder and could not be fetched from the Hugging Face Hub: {reason}") from None
 
 
 def _jsonable(value: Any) -> Any:

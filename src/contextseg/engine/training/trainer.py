@@ -99,7 +99,12 @@ class Trainer:
         weights = class_balance_weights(cfg, self.train_set)
         if weights is not None and is_main_process():
             log.info("data.class_balance=%s: class weights %s", cfg.data.class_balance, weights)
+        stated = cfg.model.get("ignore_index")
+        if stated is not None and stated != self.train_set.ignore_index:
+            raise ConfigError(f"model.ignore_index={stated!r} but dataset {cfg.data.name!r} marks ignored pixels with {self.train_set.ignore_index}: "
+                              "the loss would learn the ignored pixels as a class; leave model.ignore_index out")
         self.model = build_model(cfg, len(self.train_set.classes), self.train_set.ignore_index, weights).to(self.device)
+        _check_batch_norm_batch(self.model, self.batch_per_rank, self.world_size if (self.distributed and tc.sync_bn and self.device.type == "cuda") else 1)
         if self.model.uses_positions:  # HANet: carry the row-position map through the transforms
             self.train_set.transforms = train_transform(cfg, self.train_set, with_positions=True)
         self.val_set = build_eval_dataset(cfg)
@@ -459,6 +464,17 @@ def _check_tied_input(cfg: Config, model, val_set) -> None:
         if cls.crop_options(size, stride) != want:
             raise ConfigError(f"evaluate.mode=whole: {name}, but validation images are {size[0]}x{size[1]} at the test scale; "
                               "use evaluate.mode: slide (windows of the crop), or a data.crop_size of the images' size")
+
+
+def _check_batch_norm_batch(model: torch.nn.Module, per_step: int, synced_processes: int) -> None:
+    """BatchNorm normalises over the images of one step (of every process with SyncBatchNorm); one
+    image gives statistics of a single image (and a pooled 1x1 branch cannot be normalised at all)."""
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and per_step * synced_processes < 2:
+        raise ConfigError(
+            f"train.batch_size gives {per_step} image per step and process, but the model has BatchNorm layers, which need at least 2 "
+            "(raise train.batch_size, lower train.accumulate_steps, or use more processes with SyncBatchNorm)"
+        )
 
 
 def _lap(clock: dict[str, float], phase: str, since: float) -> float:
