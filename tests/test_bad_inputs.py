@@ -450,3 +450,85 @@ def test_config_family(world, tmp_path, case):
     work = tmp_path / "run"
     run_family(["train", config, *overrides, f"train.work_dir={work}"], 2, words, [world["config"], world["ckpt"]])
     assert not work.exists() or not any(work.iterdir()), "a refused config wrote into the work dir"
+
+
+def _stripped(world, path: Path) -> Path:
+    torch.save({"model": torch.load(world["ckpt"], weights_only=True)["model"]}, path)
+    return path
+
+
+def _safetensors(world, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(torch.load(world["ckpt"], weights_only=True)["model"], str(path))
+    return path
+
+
+RESUME_CASES = {  # name: (what train.resume names, words)
+    "saved_model_folder": (lambda w, t, s: s["folder"], ["train.resume", "is a folder"]),
+    "run_folder": (lambda w, t, s: w["ckpt"].parent, ["train.resume", "is a folder"]),
+    "stripped_weights": (lambda w, t, s: _stripped(w, t / "weights.pt"), ["not a training checkpoint", "optimizer"]),
+    "safetensors_file": (lambda w, t, s: _safetensors(w, t / "weights.safetensors"), ["not a training checkpoint"]),
+    "a_list_in_a_torch_file": (lambda w, t, s: (torch.save([1, 2], t / "list.pt"), t / "list.pt")[1], ["list.pt", "not a contextseg checkpoint"]),
+    "text_file": (lambda w, t, s: _file(t / "notes.pt"), ["notes.pt", "cannot read"]),
+    "missing": (lambda w, t, s: t / "nope.pt", ["nope.pt", "does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_resume_from_something_else_is_one_line(world, saved, tmp_path, case):
+    source, words = RESUME_CASES[case]
+    target = source(world, tmp_path, saved)
+    run_family(["train", world["config"], f"train.resume={target}", f"train.work_dir={tmp_path / 'run'}", "train.max_iters=2"], 2, words,
+               [world["ckpt"], saved["folder"], target])
+
+
+def test_last_pt_that_is_a_folder_is_one_line(world, tmp_path):
+    (tmp_path / "run" / "last.pt").mkdir(parents=True)
+    run_family(["train", world["config"], f"train.work_dir={tmp_path / 'run'}"], 2, ["last.pt is a folder"], [world["ckpt"]])
+
+
+def test_a_torn_log_is_repaired_on_resume(world, tmp_path):
+    """A kill while appending to log.jsonl tears its last line (and a damaged disk leaves bytes that
+    are not text): resuming drops those lines, says how many, and the log is JSON lines again."""
+    import json
+
+    run = _copy(world["ckpt"], tmp_path / "run")
+    log = run / "log.jsonl"
+    log.write_bytes(b'{"event": "train", "iter": 1, "loss": 1.0}\n\xff\xfe not text\n{"event": "train", "it')
+    code, out = run_main(["train", world["config"], f"train.work_dir={run}", "train.max_iters=2"])
+    check(code, out, 0, "log.jsonl", "dropped 2 line(s)")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r.get("event") for r in records][:2] == ["train", "resume"] and records[-1]["iter"] == 2
+
+
+def _limited_cli(limit_bytes: int, *args):
+    """``contextseg ARGS`` in a process that may not write files larger than ``limit_bytes``: a
+    write past it fails with EFBIG, as a full disk fails with ENOSPC."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the failed write raises instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    proc = subprocess.run([sys.executable, "-m", "contextseg", *map(str, args)], capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_last_one(world, tmp_path):
+    run = _copy(world["ckpt"], tmp_path / "run")
+    before = digest([run / "last.pt"])
+    code, out = _limited_cli(1 << 20, "train", world["config"], f"train.work_dir={run}", "train.max_iters=2")
+    check(code, out, 2, "cannot write", "last.pt", "nothing partial")
+    assert digest([run / "last.pt"]) == before
+    assert not list(run.glob(".*.tmp")), "a partial temporary file was left"
+
+
+def test_a_full_disk_while_writing_predictions_leaves_no_partial_png(world, tmp_path):
+    out_dir = tmp_path / "out"
+    code, out = _limited_cli(2048, "predict", world["photos"] / "a" / "frame.png", "--checkpoint", world["ckpt"], "--out", out_dir)
+    check(code, out, 2, "cannot write", "frame", ".png", "nothing partial")
+    for png in out_dir.rglob("*.png"):
+        Image.open(png).verify()  # whatever exists is whole
+    assert not list(out_dir.rglob(".*.tmp"))

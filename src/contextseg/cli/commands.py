@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..engine.checkpoints.checkpoint import ensure_writable_folder
+from ..engine.checkpoints.files import atomic_write, write_atomic
 from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
@@ -102,8 +103,7 @@ def cmd_eval(args) -> int:
         print(f"wrote {', '.join(map(str, written))}")
     if args.json_path:
         payload = {"checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
-        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_path).write_text(json.dumps(payload, indent=2))
+        write_atomic(Path(args.json_path), json.dumps(payload, indent=2))
     return 0
 
 
@@ -190,6 +190,13 @@ def _prediction_png_info():
     return info
 
 
+def _save_png(image, path: Path) -> None:
+    """A prediction PNG, marked as predict's own and written atomically (a full disk leaves no
+    partial file: :class:`~contextseg.engine.checkpoints.files.WriteFailed` names it)."""
+    with atomic_write(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=_prediction_png_info())
+
+
 def cmd_predict(args) -> int:
     from PIL import Image
 
@@ -217,12 +224,11 @@ def cmd_predict(args) -> int:
             continue
         with ctx():
             labels = model.predict(rgb).cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
-        label_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(labels).save(label_path, pnginfo=_prediction_png_info())
         colour = colorize(labels, palette).astype(np.float32)
         overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
         classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
-        Image.fromarray(add_legend(overlay, labels, classes, palette)).save(overlay_path, pnginfo=_prediction_png_info())
+        _save_png(Image.fromarray(labels), label_path)
+        _save_png(Image.fromarray(add_legend(overlay, labels, classes, palette)), overlay_path)
         done += 1
     print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
     return 1 if failed else 0

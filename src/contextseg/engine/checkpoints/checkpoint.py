@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .files import ensure_writable_folder, read_torch_file
+from .files import atomic_write, ensure_writable_folder, read_torch_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries", "ensure_writable_folder"]
 
@@ -40,7 +38,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
-    A crash mid-write leaves the previous checkpoint intact; readers never see a partial file.
+    A crash mid-write leaves the previous checkpoint intact; readers never see a partial file; a
+    failed write (a full disk) is :class:`~.files.WriteFailed` naming ``path``.
     Weights that hold NaN or infinity are never written: ``FloatingPointError`` names them.
     """
     path = Path(path)
@@ -50,17 +49,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             f"refusing to save {path} at iteration {state.get('iteration', '?')}: non-finite values in "
             f"{', '.join(bad[:3])}{f' and {len(bad) - 3} more tensors' if len(bad) > 3 else ''}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -111,8 +102,12 @@ def find_resume(work_dir: Path, resume: str | bool | None) -> Path | None:
         return None
     if resume in (True, "auto"):
         last = work_dir / "last.pt"
+        if last.is_dir():
+            raise ValueError(f"{last} is a folder, not a checkpoint; move it away to resume or start this run")
         return last if last.is_file() else None
     path = Path(resume)
+    if path.is_dir():
+        raise ValueError(f"train.resume={str(path)!r} is a folder (a saved model or a run folder?); give the last.pt a training wrote")
     if not path.is_file():
         raise FileNotFoundError(f"train.resume: checkpoint {str(path)!r} does not exist")
     return path

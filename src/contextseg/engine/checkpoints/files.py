@@ -3,16 +3,63 @@ through it, with ``weights_only=True``: they are untrusted input) and the writab
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
-__all__ = ["read_torch_file", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy"]
+__all__ = ["read_torch_file", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy", "atomic_write", "write_atomic", "WriteFailed"]
+
+
+class WriteFailed(OSError):
+    """A file could not be written (disk full, quota, permissions); the message names it and says
+    that no partial file was left: the previous version, if any, is unchanged."""
+
+    def __str__(self) -> str:
+        return self.args[1] if len(self.args) > 1 else super().__str__()
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Write ``path`` through a temporary file in the same folder, renamed over ``path`` only when
+    the writing code finished: readers never see a partial file and a failure (a full disk, a
+    kill) leaves the previous file as it was. Yields the temporary path to write to; any failure is
+    :class:`WriteFailed` naming ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise WriteFailed(exc.errno or errno.EIO, f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:  # on disk before the rename
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        oserror = exc if isinstance(exc, OSError) else next((e for e in (exc.__cause__, exc.__context__) if isinstance(e, OSError)), None)
+        if oserror is None and not isinstance(exc, RuntimeError):
+            raise  # a bug in the writing code, not a failed write
+        reason = (oserror.strerror if oserror is not None and oserror.strerror else " ".join(str(exc).split())[:200]) or type(exc).__name__
+        code = oserror.errno if oserror is not None and oserror.errno else errno.EIO
+        raise WriteFailed(code, f"cannot write {path}: {reason}; nothing partial was left (any previous {path.name} is unchanged)") from None
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """``data`` into ``path`` with :func:`atomic_write`."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
 
 
 def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu", safe_globals: Sequence[Any] = (), error: type[Exception] = ValueError) -> Any:

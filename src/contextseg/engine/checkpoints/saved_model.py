@@ -22,6 +22,7 @@ import torch
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from .checkpoint import load_checkpoint, nonfinite_tensors
+from .files import atomic_write, write_atomic
 from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml
 
 __all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "WEIGHTS_NAME", "CONFIG_NAME"]
@@ -108,9 +109,11 @@ def save_pretrained(model: Segmentor, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "library": "contextseg"})
     config = {"contextseg": _version(), **{k: v for k, v in model.meta.items()}}
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=1, default=_jsonable))
+    text = json.dumps(config, indent=1, default=_jsonable)
+    with atomic_write(directory / WEIGHTS_NAME) as tmp:  # each file whole or not at all
+        save_file(weights, str(tmp), metadata={"format": "pt", "library": "contextseg"})
+    write_atomic(directory / CONFIG_NAME, text)
     return directory
 
 

@@ -28,7 +28,7 @@ from ..builders import (
     size_warnings,
     train_transform,
 )
-from ..checkpoints.files import WorkDirLock
+from ..checkpoints.files import WorkDirLock, WriteFailed, write_atomic
 from ..checkpoints.checkpoint import (
     ensure_writable_folder,
     find_resume,
@@ -144,6 +144,8 @@ class Trainer:
                 _refuse_to_overwrite(self.work_dir)
             if resume is not None:
                 self._load(resume)
+            elif is_main_process():
+                _truncate_log(self.work_dir / "log.jsonl", 0)  # a fresh start: drop what a run killed before its first checkpoint logged
         except BaseException:
             self.close()
             raise
@@ -193,6 +195,10 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
+        lacking = [key for key in ("model", "optimizer", "scheduler", "iteration") if key not in ckpt]
+        if lacking:
+            raise ConfigError(f"cannot resume from {path}: it is not a training checkpoint (it has no {', '.join(lacking)}: a stripped or exported model?); "
+                              "resume from the last.pt a training wrote, or start from these weights with a fresh train.work_dir")
         _check_same_model(ckpt, self.cfg, path, self.model.num_classes)
         try:
             self.model.load_state_dict(ckpt["model"])
@@ -224,8 +230,11 @@ class Trainer:
         if not is_main_process():
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.work_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        try:
+            with open(self.work_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        except OSError as exc:  # a full disk: one line naming the file (a torn last line is dropped on resume)
+            raise WriteFailed(exc.errno or 5, f"cannot append to {self.work_dir / 'log.jsonl'}: {exc.strerror or exc}") from None
         if self._tb is not None:
             step = record.get("iter", self.iteration)
             for key, value in record.items():
@@ -257,7 +266,7 @@ class Trainer:
         tc = self.cfg.train
         if is_main_process():
             self.work_dir.mkdir(parents=True, exist_ok=True)
-            (self.work_dir / "config.yaml").write_text(self.cfg.dump())
+            write_atomic(self.work_dir / "config.yaml", self.cfg.dump())
             self._open_tensorboard()
         drawn = self.iteration * self.batch_per_rank * tc.accumulate_steps  # samples this rank has drawn
         loader = DataLoader(
@@ -506,22 +515,35 @@ def _check_same_model(ckpt: dict, cfg: Config, path: Path, num_classes: int) -> 
 
 
 def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop the records a killed run logged past the checkpoint it resumes from (atomic rewrite)."""
+    """Keep the records of ``log.jsonl`` up to ``iteration`` (a killed run logged past the checkpoint
+    it resumes from) and drop lines that are not JSON records (a line torn by a kill, bytes that are
+    not text), saying how many; rewritten atomically."""
     if not path.is_file():
         return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if _record_iter(line) <= iteration]
-    if len(kept) != len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+    lines = path.read_bytes().split(b"\n")
+    kept, torn = [], 0
+    for raw in lines:
+        if not raw.strip():
+            continue
+        record = _record(raw)
+        if record is None:
+            torn += 1
+        elif int(record.get("iter", 0) or 0) <= iteration:
+            kept.append(raw.decode())
+    if torn:
+        log.warning("%s: dropped %d line(s) that are not JSON records (torn by a killed run, or damaged)", path, torn)
+    if len(kept) != len([raw for raw in lines if raw.strip()]):
+        write_atomic(path, "".join(line + "\n" for line in kept))
 
 
-def _record_iter(line: str) -> int:
+def _record(raw: bytes) -> dict | None:
+    """A ``log.jsonl`` line as its record, or None when it is not one."""
     try:
-        return int(json.loads(line).get("iter", 0))
-    except (ValueError, AttributeError):
-        return 0
+        record = json.loads(raw.decode("utf-8"))
+        int(record.get("iter", 0) or 0)
+        return record
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def _seed_everything(seed: int) -> None:
