@@ -532,3 +532,236 @@ def test_a_full_disk_while_writing_predictions_leaves_no_partial_png(world, tmp_
     for png in out_dir.rglob("*.png"):
         Image.open(png).verify()  # whatever exists is whole
     assert not list(out_dir.rglob(".*.tmp"))
+
+
+# -- images: what a photo folder really holds ----------------------------------------------------------
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width x height`` (a decompression bomb's header) over a few
+    bytes of data: decoding it would ask for gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def _exif_rotated_jpeg(path: Path, rgb: np.ndarray, orientation: int = 6) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif, quality=100)
+    return path
+
+
+IMAGE_CASES = {  # name: (make the file(s) in a folder, extra options, expected code, words)
+    "decompression_bomb_header": (lambda d: _png_declaring(d / "bomb.png", 60000, 60000), [], 1, ["bomb.png", "3600.0 megapixels", "over the limit", "--max-pixels"]),
+    "over_a_lowered_limit": (lambda d: Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(d / "big.png"), ["--max-pixels", "1000"], 1, ["big.png", "over the limit of 0.001"]),
+    "truncated_png": (lambda d: (d / "cut.png").write_bytes(_png_bytes()[:60]), [], 1, ["cut.png", "cannot read"]),
+    "text_named_png": (lambda d: (d / "notes.png").write_text("hello"), [], 1, ["notes.png", "cannot read"]),
+    "empty_file": (lambda d: (d / "empty.jpg").write_bytes(b""), [], 1, ["empty.jpg"]),
+}
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+def test_image_family(world, tmp_path, case, command):
+    """An image that cannot or must not be decoded is skipped with a line naming it and why; the
+    good image beside it is still written; exit 1 (some inputs failed)."""
+    make, options, code, words = IMAGE_CASES[case]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    make(inputs)
+    Image.fromarray(np.zeros((40, 56, 3), np.uint8)).save(inputs / "good.png")
+    checkpoint = world["ckpt"] if command == "predict" else world["cpnet"]
+    before = digest([inputs])
+    good_counts = 0 if case == "over_a_lowered_limit" else 1
+    out = run_family([command, inputs, "--checkpoint", checkpoint, "--out", tmp_path / "out", *options], code, ["skipped", *words], [inputs])
+    assert digest([inputs]) == before
+    assert len(list((tmp_path / "out").glob("good*.png"))) >= good_counts, out
+
+
+def test_data_check_reports_a_bomb_image_without_decoding_it(tmp_path):
+    root = _folder_dataset(tmp_path / "ds")
+    _png_declaring(root / "images" / "train" / "x.png", 60000, 60000)
+    code, out = run_main(["data", "check", "folder", root])
+    check(code, out, 1, "x.png", "over the limit")
+    code, out = run_main(["data", "check", "folder", root, "--max-pixels", "5e9"])
+    check(code, out, 1, "x.png", "cannot read")  # allowed now, and PIL finds the data truncated
+
+
+def test_exif_orientation_is_applied_so_labels_match_the_photo_as_displayed(world, tmp_path):
+    import contextseg as cs
+
+    rgb = np.random.default_rng(5).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    photo = _exif_rotated_jpeg(tmp_path / "phone.jpg", rgb)  # stored 56 wide, displayed 40 wide
+    code, out = run_main(["predict", photo, "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
+    check(code, out, 0, "wrote 1")
+    labels = np.asarray(Image.open(tmp_path / "out" / "phone.png"))
+    assert labels.shape == (56, 40)
+    displayed = np.asarray(Image.open(photo).transpose(Image.Transpose.ROTATE_270))
+    assert np.array_equal(labels, cs.load(world["ckpt"]).predict(displayed).numpy())
+
+
+def test_a_multi_frame_file_uses_its_first_frame_with_a_notice(world, tmp_path):
+    frames = [Image.fromarray(np.full((40, 56, 3), v, np.uint8)) for v in (30, 220)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    code, out = run_main(["predict", tmp_path / "anim.gif", "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
+    check(code, out, 0, "anim.gif has 2 frames; the first is used", "wrote 1")
+
+
+def test_sixteen_bit_image_as_a_pil_object_equals_its_path(world, tmp_path):
+    import contextseg as cs
+
+    model = cs.load(world["ckpt"])
+    gray = (np.random.default_rng(3).integers(0, 65536, (40, 56))).astype(np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    from_path = model.predict(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as img:
+        assert img.mode.startswith("I")
+        assert torch.equal(model.predict(img), from_path)
+    assert torch.equal(model.predict(gray), from_path)  # the uint16 array itself
+
+
+API_CASES = {  # name: (input to model.predict, words of the ValueError)
+    "nan_tensor": (torch.full((3, 8, 8), float("nan")), ["NaN or infinite"]),
+    "inf_tensor": (torch.full((1, 3, 8, 8), float("inf")), ["NaN or infinite"]),
+    "empty_tensor": (torch.zeros(3, 0, 8), ["H, W > 0"]),
+    "tensor_five_dims": (torch.zeros(1, 1, 3, 8, 8), ["(3, H, W)"]),
+    "tensor_two_channels": (torch.zeros(2, 8, 8), ["(3, H, W)"]),
+    "empty_array": (np.zeros((0, 0, 3), np.uint8), ["empty image"]),
+    "nan_array": (np.full((8, 8, 3), np.nan, np.float32), ["NaN or infinite"]),
+    "bool_array": (np.zeros((8, 8, 3), bool), ["bool"]),
+    "complex_array": (np.zeros((8, 8, 3), np.complex64), ["complex64"]),
+    "object_array": (np.array([[object()]]), ["object"]),
+    "negative_ints": (np.full((8, 8, 3), -5, np.int32), ["0..255"]),
+    "floats_over_255": (np.full((8, 8, 3), 300.0), ["[0, 1] or [0, 255]"]),
+    "two_channels": (np.zeros((8, 8, 2), np.uint8), ["uint8 array"]),
+    "a_string_that_is_no_file": ("/nowhere/photo.png", ["photo.png"]),
+    "scales_huge": ((np.zeros((8, 8, 3), np.uint8), {"scales": [1e9]}), ["scales"]),
+    "scales_nan": ((np.zeros((8, 8, 3), np.uint8), {"scales": [float("nan")]}), ["scales"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(API_CASES))
+def test_python_api_input_family(world, case):
+    import contextseg as cs
+
+    value, words = API_CASES[case]
+    value, settings = value if isinstance(value, tuple) else (value, {})
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        cs.load(world["ckpt"]).predict(value, **settings)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert "\n" not in str(info.value)
+
+
+def test_python_api_casts_what_it_documents(world):
+    import contextseg as cs
+
+    model = cs.load(world["ckpt"])
+    rgb = np.random.default_rng(9).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    reference = model.predict(rgb)
+    same = [
+        np.concatenate([rgb, np.full((40, 56, 1), 7, np.uint8)], 2),  # RGBA: alpha dropped
+        rgb.astype(np.float32) / 255,  # floats in [0, 1]
+        rgb.astype(np.float64),  # floats in 0..255
+        rgb.astype(np.int64),  # integers in 0..255
+        torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),  # torchvision's (3, H, W) uint8
+        Image.fromarray(rgb),
+    ]
+    for value in same:
+        assert torch.equal(model.predict(value), reference)
+    gray = rgb[..., 0]
+    assert torch.equal(model.predict(gray), model.predict(np.repeat(gray[..., None], 3, 2)))
+    normalised = torch.randn(3, 40, 56)
+    assert model.predict(normalised.half()).shape == (40, 56)  # any float dtype: cast to the weights'
+
+
+# -- converters, export and explain arguments --------------------------------------------------------
+def _hanet_file(path: Path, change) -> Path:
+    """A file in the HANet release's layout (only its classifier and aux tensors matter to the
+    cases: the converter reads them before the layout check)."""
+    state = {"final2.0.weight": torch.randn(19, 256, 1, 1), "dsn.0.bias": torch.randn(512), "dsn.1.running_mean": torch.randn(512),
+             "layer1.0.conv1.weight": torch.randn(64, 128, 1, 1)}
+    change(state)
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+CONVERT_CASES = {  # name: (make the source file, converter options, words)
+    "classifier_0d": (lambda p: _hanet_file(p, lambda s: s.__setitem__("final2.0.weight", torch.tensor(1.0))), ["hanet"], ["final2.0.weight", "shape ()"]),
+    "classifier_1d": (lambda p: _hanet_file(p, lambda s: s.__setitem__("final2.0.weight", torch.randn(19))), ["hanet"], ["final2.0.weight", "(19,)"]),
+    "aux_bias_misshaped": (lambda p: _hanet_file(p, lambda s: s.__setitem__("dsn.0.bias", torch.randn(3, 3))), ["hanet"], ["dsn.0.bias"]),
+    "aux_shapes_differ": (lambda p: _hanet_file(p, lambda s: s.__setitem__("dsn.0.bias", torch.randn(7))), ["hanet"], ["dsn.0.bias", "(7,)", "(512,)"]),
+    "classifier_missing": (lambda p: _hanet_file(p, lambda s: s.pop("final2.0.weight")), ["hanet"], ["final2.0.weight"]),
+    "not_tensors": (lambda p: (torch.save({"state_dict": {"final2.0.weight": [1, 2]}}, p), p)[1], ["hanet"], ["no state dict of tensors"]),
+    "mmseg_classifier_0d": (lambda p: (torch.save({"state_dict": {"decode_head.conv_seg.weight": torch.tensor(2.0), "decode_head.conv_cat.conv.weight": torch.zeros(1)}}, p), p)[1],
+                            ["mmseg", "--model", "fcn"], ["decode_head.conv_seg.weight", "shape ()"]),
+    "encoding_not_a_resnet": (lambda p: (torch.save({"conv1.weight": torch.zeros(1)}, p), p)[1], ["encoding-resnet"], ["not a PyTorch-Encoding ResNet"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVERT_CASES))
+def test_converter_family(tmp_path, case):
+    make, options, words = CONVERT_CASES[case]
+    source = make(tmp_path / "official.pth")
+    out = tmp_path / ("out.safetensors" if options[0] == "encoding-resnet" else "out")
+    run_family(["convert", options[0], source, "--out", out, *options[1:]], 2, words, [source])
+    assert not out.exists()
+
+
+def test_converters_refuse_integer_or_non_finite_weights_by_name():
+    from contextseg.engine.convert import ConversionError
+    from contextseg.engine.convert.reading import check_and_load
+
+    model = torch.nn.Conv2d(2, 3, 1)
+    with pytest.raises(ConversionError, match=r"weight: int64 in the file, float32 expected"):
+        check_and_load(model, {"weight": torch.zeros(3, 2, 1, 1, dtype=torch.int64), "bias": torch.zeros(3)}, "f.pth")
+    with pytest.raises(ConversionError, match=r"NaN or infinite values \['bias'\]"):
+        check_and_load(model, {"weight": torch.zeros(3, 2, 1, 1), "bias": torch.full((3,), float("nan"))}, "f.pth")
+
+
+ARGUMENT_CASES = {  # name: (arguments, words); each exit 2 before any output is written
+    "alpha_above_one": (lambda w, t: ["predict", w["photos"], "--checkpoint", w["ckpt"], "--out", t / "o", "--alpha", "2"], ["--alpha", "from 0"]),
+    "alpha_nan": (lambda w, t: ["predict", w["photos"], "--checkpoint", w["ckpt"], "--out", t / "o", "--alpha", "nan"], ["--alpha"]),
+    "max_pixels_zero": (lambda w, t: ["predict", w["photos"], "--checkpoint", w["ckpt"], "--out", t / "o", "--max-pixels", "0"], ["--max-pixels"]),
+    "export_size_zero": (lambda w, t: ["export", "--checkpoint", w["ckpt"], "--out", t / "o" / "m.onnx", "--size", "0", "0"], ["--size", "from 1"]),
+    "export_size_negative": (lambda w, t: ["export", "--checkpoint", w["ckpt"], "--out", t / "o" / "m.onnx", "--size", "-5", "3"], ["--size"]),
+    "export_size_huge": (lambda w, t: ["export", "--checkpoint", w["ckpt"], "--out", t / "o" / "m.onnx", "--size", "100000", "3"], ["--size", "16384"]),
+    "synthetic_size_zero": (lambda w, t: ["data", "export-synthetic", t / "o", "--size", "0", "5"], ["--size"]),
+    "synthetic_length_zero": (lambda w, t: ["data", "export-synthetic", t / "o", "--length", "0"], ["--length"]),
+    "bench_batch_zero": (lambda w, t: ["bench", "--batch", "0"], ["--batch"]),
+    "pixel_not_numbers": (lambda w, t: ["explain", w["photos"], "--checkpoint", w["cpnet"], "--out", t / "o", "--pixel", "a,b"], ["--pixel", "x,y"]),
+    "pixel_outside": (lambda w, t: ["explain", w["photos"] / "a" / "frame.png", "--checkpoint", w["cpnet"], "--out", t / "o", "--pixel", "999,3"], ["(999, 3)", "56x40"]),
+    "pixel_too_negative": (lambda w, t: ["explain", w["photos"] / "a" / "frame.png", "--checkpoint", w["cpnet"], "--out", t / "o", "--pixel", "-57,-1"], ["(-57, -1)", "negative"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGUMENT_CASES))
+def test_argument_family(world, tmp_path, case):
+    make, words = ARGUMENT_CASES[case]
+    run_family(make(world, tmp_path), 2, words, [world["ckpt"], world["cpnet"], world["photos"]])
+    assert not any(p.is_file() for p in (tmp_path / "o").rglob("*")) if (tmp_path / "o").exists() else True
+
+
+def test_negative_pixels_count_from_the_far_edges(world, tmp_path):
+    from contextseg.engine.pictures.explain import explain
+
+    import contextseg as cs
+
+    model = cs.load(world["cpnet"])
+    photo = np.asarray(Image.open(world["photos"] / "a" / "frame.png").convert("RGB"))
+    assert explain(model, photo, pixels=[(-1, -1)])["pixels"] == explain(model, photo, pixels=[(55, 39)])["pixels"]
+    code, out = run_main(["explain", world["photos"] / "a" / "frame.png", "--checkpoint", world["cpnet"], "--out", tmp_path / "o", "--pixel", "-1,-1"])
+    check(code, out, 0, "wrote")

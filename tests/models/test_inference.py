@@ -77,3 +77,59 @@ def test_slide_passes_each_window_its_absolute_rows():
     # through the full inference API with TTA, still the whole image's rows
     probs = inference(model, x, mode="slide", crop_size=(16, 20), flip=True)
     assert probs.shape == (1, 2, 50, 20)
+
+
+class Coarse(nn.Module):
+    """A segmentor stand-in: logits computed at 1/4 of the input and upsampled to it, smooth
+    enough that the resize to the output size interpolates between differing neighbours."""
+
+    def __init__(self, classes=6):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, classes, 3, padding=1)
+
+    def forward(self, x):
+        coarse = self.conv(nn.functional.avg_pool2d(x, 4, ceil_mode=True))
+        return nn.functional.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("settings, out_size", [
+    ({}, (97, 131)),  # upsampling to a larger photo
+    ({}, (13, 9)),  # downsampling
+    ({"scales": [0.75, 1.25], "flip": True}, (61, 83)),
+    ({"mode": "slide", "crop_size": (24, 24), "stride": (16, 16)}, (70, 50)),
+])
+def test_banded_labels_equal_the_argmax_of_the_full_probabilities(settings, out_size):
+    """predict_labels never holds (B, K, H, W) probabilities at the output size; whatever the bands,
+    its labels are those of inference(...).argmax(1), the float64 full resize."""
+    from contextseg.models.inference import predict_labels
+
+    model = Coarse().double().eval()
+    images = torch.randn(2, 3, 40, 52, dtype=torch.float64)
+    reference = inference(model, images, out_size=out_size, **settings).argmax(1)
+    for band_elements in (1, 6 * 2 * out_size[1] * 5, 1 << 24):  # one row per band, five rows, everything
+        labels = predict_labels(model, images, out_size=out_size, band_elements=band_elements, **settings)
+        assert labels.shape == (2, *out_size) and labels.dtype == torch.int64
+        assert torch.equal(labels, reference)
+
+
+def test_banded_resize_is_bilinear_without_aligned_corners():
+    from contextseg.models.inference import _resize_rows
+
+    logits = torch.randn(1, 3, 7, 11, dtype=torch.float64)
+    full = nn.functional.interpolate(logits, size=(23, 5), mode="bilinear", align_corners=False)
+    assert torch.allclose(_resize_rows(logits, (23, 5), 4, 17), full[:, :, 4:17], atol=1e-12)
+
+
+def test_test_time_scales_are_bounded():
+    with pytest.raises(ValueError, match="scales"):
+        inference(Pointwise(), torch.randn(1, 3, 8, 8), scales=[1e9])
+    with pytest.raises(ValueError, match="scales"):
+        inference(Pointwise(), torch.randn(1, 3, 8, 8), scales=[float("nan")])
+
+
+def test_config_scale_bound_is_the_inference_bound():
+    from contextseg.engine.config import MAX_SCALE
+    from contextseg.models.inference import MAX_SCALE as INFERENCE_MAX_SCALE
+
+    assert MAX_SCALE == INFERENCE_MAX_SCALE

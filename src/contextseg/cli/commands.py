@@ -217,7 +217,7 @@ def cmd_predict(args) -> int:
     done, failed = 0, []
     for path, label_path, overlay_path in targets:
         try:
-            rgb = read_image(path)
+            rgb = read_image(path, args.max_pixels)
         except DatasetError as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             failed.append(path)
@@ -250,7 +250,7 @@ def cmd_explain(args) -> int:
     written, failed = [], []
     for path in images:
         try:
-            rgb = read_image(path)
+            rgb = read_image(path, args.max_pixels)
         except DatasetError as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             failed.append(path)
@@ -315,6 +315,10 @@ def cmd_data(args) -> int:
     from .. import data
 
     if args.data_command == "check":
+        if args.max_pixels:
+            from ..data.base import MAX_PIXELS_ENV
+
+            os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)  # every image and mask the datasets read
         if args.name in data.DATASETS and args.name != "synthetic" and not Path(args.root).expanduser().is_dir():
             raise ValueError(f"root {args.root!r} is not a folder; {args.name} expects {data.DATASETS[args.name].layout}")  # bad input: exit 2
         problems = data.check_dataset(args.name, args.root, args.split)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -21,6 +22,47 @@ def _floats(text: str) -> list[float]:
     if not values or not all(0 < v <= 8 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, 8] like 0.5,1.0,1.5, got {text!r}")
     return values
+
+
+def _fraction(text: str) -> float:
+    """An opacity: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"expected a number from 0 (photo only) to 1 (colours only), got {text!r}")
+    return value
+
+
+def _count(low: int = 1, high: int = 1 << 15):
+    """An integer in [low, high] (a size in pixels, a count)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+SIZE = _count(1, 1 << 14)  # one side of an image: 1..16384 pixels
+
+
+def _pixels_limit(text: str) -> int:
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"expected a number of pixels such as 200000000, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
+    return value
+
+
+MAX_PIXELS_HELP = "skip images larger than this many pixels, read from the header before decoding (default: $CONTEXTSEG_MAX_IMAGE_PIXELS or 100000000)"
 
 
 def _pixel(text: str) -> tuple[int, int]:
@@ -62,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask")
+    p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity of the colour mask")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
+    p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     _add_inference_options(p)
 
     p = sub.add_parser("explain", help="pictures of what each context module looks at")
@@ -71,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a checkpoint or a saved-model folder of a context model")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pixel", type=_pixel, action="append", help="x,y in the image (repeat; default: one pixel on each of the largest predicted classes)")
+    p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
     p = sub.add_parser("convert", help="official weights as contextseg models or backbones")
@@ -83,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list model names with parameter counts and descriptions")
     p.add_argument("--backbone", default="resnet50d")
-    p.add_argument("--num-classes", type=int, default=150)
+    p.add_argument("--num-classes", type=_count(1, 1 << 16), default=150)
 
     p = sub.add_parser("data", help="dataset tools: check, prepare, export-synthetic")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -91,24 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("root")
     q.add_argument("--split", help="only this split (default: every split present)")
+    q.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     q = dsub.add_parser("prepare", help="derive files a dataset needs (cityscapes: *_labelTrainIds.png)")
     q.add_argument("name", choices=("cityscapes",))
     q.add_argument("root")
     q = dsub.add_parser("export-synthetic", help="write the synthetic scenes in the folder layout")
     q.add_argument("out")
     q.add_argument("--splits", default="train,val")
-    q.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(128, 256))
-    q.add_argument("--length", type=int, help="images per split (default: the split's default)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--size", type=SIZE, nargs=2, metavar=("H", "W"), default=(128, 256))
+    q.add_argument("--length", type=_count(1, 1 << 20), help="images per split (default: the split's default)")
+    q.add_argument("--seed", type=_count(0, 2**32 - 1), default=0)
     q.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty (files of the same names are replaced)")
 
     p = sub.add_parser("bench", help="params, FLOPs, latency and peak memory per model")
     p.add_argument("--models", default="all", help="comma-separated names or 'all'")
     p.add_argument("--backbone", default="resnet50d")
-    p.add_argument("--num-classes", type=int, default=150)
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(512, 512))
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--num-classes", type=_count(1, 1 << 16), default=150)
+    p.add_argument("--size", type=SIZE, nargs=2, metavar=("H", "W"), default=(512, 512))
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=_count(1, 4096), default=1)
+    p.add_argument("--repeats", type=_count(1, 10000), default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--train", action="store_true", help="time forward+backward of a training step instead")
@@ -120,14 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx", help="onnx: one .onnx file; safetensors: a saved-model folder")
     p.add_argument("--out", required=True, help="the .onnx file, or the saved-model folder")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--size", type=SIZE, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
+    p.add_argument("--opset", type=_count(7, 30), default=18)
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file, or the saved model (model.safetensors + config.json) in --out")
     return parser
 
 
+def _join_negative_pixels(argv: list[str]) -> list[str]:
+    """``--pixel -1,-1`` as ``--pixel=-1,-1``: argparse would read ``-1,-1`` as an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] == "--pixel" and re.fullmatch(r"-\d+,\s*-?\d+", token):
+            out[-1] = f"--pixel={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = _join_negative_pixels(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may follow options (contextseg eval CONFIG --checkpoint X data.root=...)
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):

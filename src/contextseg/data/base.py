@@ -8,14 +8,17 @@ the file it concerns; ``check()`` collects all of them instead of stopping at th
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 IGNORE_INDEX = 255
@@ -42,31 +45,96 @@ def format_values(values: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3).
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 100 megapixels: far above any photo, far below a decompression bomb
+MAX_PIXELS_ENV = "CONTEXTSEG_MAX_IMAGE_PIXELS"
 
-    16-bit and 32-bit grayscale images (modes ``I;16*``, ``I``) are scaled from their 16-bit range
-    to 8 bits, float images (``F``) from [0, 1] (PIL's own conversion would clip them to white).
-    """
+
+class ImageTooLarge(DatasetError):
+    """An image whose header declares more pixels than the limit; it is never decoded."""
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height, from its header) that is decoded: the environment variable
+    ``CONTEXTSEG_MAX_IMAGE_PIXELS`` or 100 million. ``predict``/``explain``/``data check`` take
+    ``--max-pixels`` too. Larger files (a decompression bomb declares billions) are skipped with a
+    message before any memory is spent on them."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None:
+        return DEFAULT_MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as img:
-            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                gray = np.asarray(img).astype(np.float64)
-                if img.mode == "F":
-                    gray = gray * 255.0 if gray.max() <= 1.0 else gray
-                elif img.mode.startswith("I;16") or gray.max() > 255:
-                    gray = gray / 257.0  # 65535 -> 255
-                gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as err:
+        limit = int(float(value))
+    except ValueError:
+        raise DatasetError(f"{MAX_PIXELS_ENV}={value!r} must be a number of pixels, e.g. 200000000") from None
+    if limit < 1:
+        raise DatasetError(f"{MAX_PIXELS_ENV}={value!r} must be a positive number of pixels")
+    return limit
+
+
+def _check_pixels(width: int, height: int, what: str, limit: int | None) -> None:
+    limit = max_image_pixels() if limit is None else int(limit)
+    if width * height > limit:
+        raise ImageTooLarge(
+            f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of {limit / 1e6:g} "
+            f"(skipped; raise it with --max-pixels or {MAX_PIXELS_ENV} if the image is genuine)"
+        )
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, what: str, limit: int | None):
+    """``Image.open`` of an untrusted file with our pixel limit checked on the header before
+    anything is decoded (PIL's own bomb check is replaced by it, so that the limit is settable)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    with img:
+        _check_pixels(*img.size, f"{what} {path}", limit)
+        yield img
+
+
+def pil_to_rgb(img: Image.Image, what: str = "image", limit: int | None = None) -> np.ndarray:
+    """A PIL image as displayed, as RGB uint8 ``(H, W, 3)``: EXIF orientation applied (a phone photo
+    stored sideways is segmented upright, so labels match the photo as a viewer shows it); of a
+    multi-frame file (GIF, TIFF pages) the first frame, with a notice; 16-bit and 32-bit grayscale
+    (modes ``I;16*``, ``I``) scaled from their 16-bit range to 8 bits, float images (``F``) from
+    [0, 1] (PIL's own conversion would clip them to white); alpha dropped."""
+    _check_pixels(*img.size, what, limit)
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        logging.getLogger("contextseg.data").warning("%s has %d frames; the first is used", what, frames)
+        img.seek(0)
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = np.asarray(img).astype(np.float64)
+        if img.mode == "F":
+            gray = np.nan_to_num(gray, nan=0.0, posinf=255.0, neginf=0.0)
+            gray = gray * 255.0 if gray.max(initial=0) <= 1.0 else gray
+        elif img.mode.startswith("I;16") or gray.max(initial=0) > 255:
+            gray = gray / 257.0  # 65535 -> 255
+        gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), as :func:`pil_to_rgb` describes; a file over
+    :func:`max_image_pixels` (or ``max_pixels``) is :class:`ImageTooLarge` without being decoded."""
+    try:
+        with _open_image(path, "image", max_pixels) as img:
+            return pil_to_rgb(img, f"image {path}", max_pixels)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read image file {path}: {err}") from err
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a single-channel label PNG as its stored values (palette indices are not converted)."""
     try:
-        with Image.open(path) as img:
+        with _open_image(path, "mask", max_pixels) as img:
             if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
                 raise DatasetError(
                     f"mask {path} has mode {img.mode!r}; expected a single-channel label image "
@@ -75,32 +143,72 @@ def read_mask(path: Path) -> np.ndarray:
             return np.asarray(img)
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError) as err:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read mask file {path}: {err}") from err
 
 
-def as_rgb_array(image: Any) -> np.ndarray:
-    """An image file path, PIL image or (H, W, 3) uint8 array as an (H, W, 3) uint8 array."""
+def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
+    """An image for ``predict``/``explain`` as an ``(H, W, 3)`` uint8 array. Accepted, and cast:
+
+    - a file path (:func:`read_image`) or a PIL image (:func:`pil_to_rgb`: the same pixels as its file);
+    - a numpy array or a CPU tensor ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha
+      dropped); a uint8 tensor may also be ``(3, H, W)`` (torchvision's ``read_image``). uint8 as is;
+      uint16 from its 16-bit range (as a 16-bit PNG); other integers must lie in 0..255; floats in
+      [0, 1] are scaled by 255 and other finite floats taken as 0..255.
+
+    Refused with a ``ValueError`` saying what was given: empty images, NaN or infinite values,
+    boolean, complex or object arrays, other shapes."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(Path(image))
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("RGB"))
+        return read_image(Path(image), max_pixels)
+    if isinstance(image, Image.Image):
+        try:
+            return pil_to_rgb(image, "the PIL image", max_pixels)
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise DatasetError(f"cannot read the PIL image: {err}") from err
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.dtype == torch.uint8 and tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4) and tensor.shape[-1] not in (1, 3, 4):
+            tensor = tensor.permute(1, 2, 0)
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        image = tensor.numpy()
     array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(
-            f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float "
-            f"tensor (3, H, W) / (B, 3, H, W); got {type(image).__name__} of shape {getattr(array, 'shape', None)} and dtype {array.dtype}"
-        )
-    return array
+    what = f"{type(image).__name__} of shape {array.shape} and dtype {array.dtype}"
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float tensor (3, H, W) / (B, 3, H, W); got {what}")
+    array = array[..., :3]
+    if array.size == 0:
+        raise ValueError(f"predict() got an empty image ({what})")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return np.clip(np.round(array / 257.0), 0, 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError(f"predict() got integer pixel values {array.min()}..{array.max()}; expected 0..255 (or a uint16 image) ({what})")
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"predict() got NaN or infinite pixel values ({what})")
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError(f"predict() got float pixel values {array.min():g}..{array.max():g}; expected [0, 1] or [0, 255] ({what})")
+        scaled = array * 255.0 if array.max() <= 1.0 else array
+        return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+    raise ValueError(f"predict() cannot read {array.dtype} pixels; give uint8, uint16 or float values ({what})")
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
+    """(H, W) of an image file as displayed (EXIF orientation applied), read from its header."""
     try:
         with Image.open(path) as img:
             w, h = img.size
-            return h, w
-    except (OSError, ValueError, SyntaxError) as err:
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+            return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise DatasetError(f"cannot read file {path}: {err}") from err
 
 

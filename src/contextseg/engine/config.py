@@ -296,7 +296,7 @@ def _in_range(value, where: str, low: float | None = None, high: float | None = 
         raise ConfigError(f"{where} must be a number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
 
 
-MAX_SCALE = 8.0  # the largest test-time or training resize factor anywhere (a 1e9 scale is a typo, not a request)
+MAX_SCALE = 8.0  # = contextseg.models.inference.MAX_SCALE (not imported: this module stays free of torch models; a test ties them)
 
 
 def check_scales(scales, where: str) -> list[float]:

@@ -9,6 +9,7 @@ rows it covers.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -17,7 +18,20 @@ import torch.nn.functional as F
 from ..data.transforms import row_tops
 from ..modules.common import resize
 
-__all__ = ["inference", "slide_inference", "whole_inference", "row_positions", "slide_windows"]
+__all__ = ["inference", "predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "MAX_SCALE"]
+
+MAX_SCALE = 8.0  # the largest test-time resize factor anywhere (a 1e9 scale is a typo, not a request)
+
+
+def check_scales(scales: Sequence[float]) -> list[float]:
+    """Test-time scales: a non-empty sequence of finite numbers in (0, MAX_SCALE]; ValueError otherwise."""
+    try:
+        values = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be numbers in (0, {MAX_SCALE:g}], got {scales!r}") from None
+    if not values or not all(math.isfinite(v) and 0 < v <= MAX_SCALE for v in values):
+        raise ValueError(f"scales must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}")
+    return values
 
 
 def row_positions(batch: int, height: int, device=None) -> torch.Tensor:
@@ -115,16 +129,28 @@ def inference(
         out_size: size of the returned probabilities (the label's size); default ``(H, W)``.
         positions: ``(B, H)`` absolute row heights (HANet); default: the image is the whole frame.
     """
+    out_size = tuple(out_size) if out_size is not None else tuple(images.shape[-2:])
+    probs = None
+    count = 0
+    for logits in _augmented_logits(model, images, mode, crop_size, stride, scales, flip, positions):
+        p = resize(logits, out_size).softmax(1)
+        probs = p if probs is None else probs + p
+        count += 1
+    return probs / count
+
+
+def _augmented_logits(model, images, mode, crop_size, stride, scales, flip, positions):
+    """Float logits ``(B, K, h_s, w_s)`` of each scale and flip, at the size the model ran at (a
+    flipped run flipped back)."""
     if mode not in ("whole", "slide"):
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
     if mode == "slide" and crop_size is None:
         raise ValueError("slide inference needs crop_size (the training crop, (h, w))")
+    scales = check_scales(scales)
     h, w = images.shape[-2:]
-    out_size = tuple(out_size) if out_size is not None else (h, w)
     wants_pos = _uses_positions(model)
     if wants_pos and positions is None:
         positions = row_positions(images.shape[0], h, images.device)
-    probs = None
     for scale in scales:
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         img = resize(images, size)
@@ -140,6 +166,60 @@ def inference(
                 logits = whole_inference(model, x, pos)
             if flipped:
                 logits = logits.flip(-1)
-            p = resize(logits.float(), out_size).softmax(1)
-            probs = p if probs is None else probs + p
-    return probs / (len(scales) * (2 if flip else 1))
+            yield logits.float()
+
+
+def _bilinear_taps(size_in: int, size_out: int, start: int, stop: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices ``i0, i1`` and weight ``t`` of output positions ``start..stop-1`` of a bilinear
+    resize ``size_in -> size_out`` with ``align_corners=False`` (``F.interpolate``'s rule:
+    ``src = (i + 0.5) * size_in / size_out - 0.5``, clamped at 0)."""
+    scale = size_in / size_out
+    src = ((torch.arange(start, stop, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=size_in - 1)
+    i1 = (i0 + 1).clamp(max=size_in - 1)
+    return i0, i1, src - i0
+
+
+def _resize_rows(logits: torch.Tensor, out_size: Sequence[int], start: int, stop: int) -> torch.Tensor:
+    """Rows ``start..stop-1`` of ``resize(logits, out_size)`` (bilinear, corners not aligned),
+    computed from the source rows they need only: ``(B, K, stop - start, W)``."""
+    (b, k, h, w), (big_h, big_w) = logits.shape, out_size
+    y0, y1, ty = _bilinear_taps(h, big_h, start, stop, logits.device)
+    rows, inverse = torch.unique(torch.cat([y0, y1]), return_inverse=True)
+    source = logits[:, :, rows]  # (B, K, R', w): the few source rows this band reads
+    # along the width: the same 1-D taps as the bilinear resize, by PyTorch's linear kernel
+    across = F.interpolate(source.reshape(b, k * len(rows), w), size=big_w, mode="linear", align_corners=False).view(b, k, len(rows), big_w)
+    top, bottom = inverse[: len(y0)], inverse[len(y0):]
+    return torch.lerp(across[:, :, top], across[:, :, bottom], ty.to(logits.dtype)[:, None])
+
+
+@torch.no_grad()
+def predict_labels(
+    model,
+    images: torch.Tensor,
+    mode: str = "whole",
+    crop_size: Sequence[int] | None = None,
+    stride: Sequence[int] | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    out_size: Sequence[int] | None = None,
+    positions: torch.Tensor | None = None,
+    band_elements: int = 1 << 24,
+) -> torch.Tensor:
+    """``inference(...).argmax(1)``, labels ``(B, *out_size)`` int64, without the ``(B, K, *out_size)``
+    probabilities: each scale's and flip's logits stay at the size the model ran at, and the
+    resize to ``out_size``, the softmax, the average and the argmax run over bands of output rows
+    of at most ``band_elements`` values. A 3000 x 2000 photo with 150 classes needs a 3.6 GB float
+    tensor the other way; here the peak is the model's own plus about 0.3 GB."""
+    out_size = tuple(int(s) for s in (out_size if out_size is not None else images.shape[-2:]))
+    runs = list(_augmented_logits(model, images, mode, crop_size, stride, scales, flip, positions))
+    b, k = runs[0].shape[:2]
+    rows_per_band = max(1, band_elements // max(1, b * k * out_size[1]))
+    labels = torch.empty((b, *out_size), dtype=torch.int64, device=images.device)
+    for start in range(0, out_size[0], rows_per_band):
+        stop = min(start + rows_per_band, out_size[0])
+        probs = _resize_rows(runs[0], out_size, start, stop).softmax(1)
+        for logits in runs[1:]:
+            probs += _resize_rows(logits, out_size, start, stop).softmax(1)
+        labels[:, start:stop] = probs.argmax(1)
+    return labels

@@ -21,7 +21,7 @@ from ..heads.base import ContextMap, DecodeHead, HeadOutput
 from ..heads.fcn import FCNHead
 from ..losses import CrossEntropyLoss
 from ..modules.common import resize
-from .inference import inference
+from .inference import predict_labels
 
 __all__ = ["Segmentor"]
 
@@ -200,12 +200,18 @@ class Segmentor(nn.Module):
     def predict(self, images: Any, **overrides: Any) -> torch.Tensor | list[torch.Tensor]:
         """Label maps (int64) at each image's original size, with the model's own inference settings.
 
-        ``images`` may be an image file path, a PIL image or an ``(H, W, 3)`` uint8 array (each
-        resized to the model's test scale ``meta["base_size"]`` and normalised with
-        ``meta["mean"]``/``meta["std"]`` as in evaluation; returns ``(H, W)``), a list of those
-        (returns a list), or an already normalised float tensor ``(3, H, W)`` or ``(B, 3, H, W)``
-        (returns ``(H, W)`` or ``(B, H, W)``). ``overrides`` replace :meth:`default_inference`'s
-        settings (``mode``, ``crop_size``, ``stride``, ``scales``, ``flip``).
+        ``images`` may be an image file path, a PIL image, or an array (``(H, W, 3)`` uint8 and the
+        other forms :func:`~contextseg.data.base.as_rgb_array` accepts and casts: grayscale, RGBA,
+        uint16, floats in [0, 1]), each resized to the model's test scale ``meta["base_size"]`` and
+        normalised with ``meta["mean"]``/``meta["std"]`` as in evaluation (returns ``(H, W)``); a
+        list of those (returns a list); or an already normalised float tensor ``(3, H, W)`` or
+        ``(B, 3, H, W)`` of any float dtype (cast to the weights'; returns ``(H, W)`` or
+        ``(B, H, W)``). Empty images, NaN or infinite values and unreadable dtypes are a
+        ``ValueError``. ``overrides`` replace :meth:`default_inference`'s settings (``mode``,
+        ``crop_size``, ``stride``, ``scales`` (each in (0, 8]), ``flip``). The labels are the
+        argmax of :func:`~contextseg.models.inference.inference` computed in bands of rows
+        (:func:`~contextseg.models.inference.predict_labels`): a large photo never holds its
+        full-size class probabilities.
         """
         if isinstance(images, (list, tuple)):
             return [self.predict(image, **overrides) for image in images]
@@ -213,8 +219,14 @@ class Segmentor(nn.Module):
         if unknown:
             raise TypeError(f"predict() got unknown setting(s) {sorted(unknown)}; use mode, crop_size, stride, scales, flip")
         settings = {**self.default_inference(), **overrides}
+        device = next(self.parameters()).device
+        dtype = next(self.parameters()).dtype
         if isinstance(images, torch.Tensor) and images.is_floating_point():
-            batch = images if images.ndim == 4 else images[None]
+            if images.ndim not in (3, 4) or images.shape[-3] != 3 or images.numel() == 0:
+                raise ValueError(f"predict() takes a normalised float tensor (3, H, W) or (B, 3, H, W) with H, W > 0; got shape {tuple(images.shape)}")
+            if not bool(torch.isfinite(images).all()):
+                raise ValueError("predict() got a tensor with NaN or infinite values")
+            batch = (images if images.ndim == 4 else images[None]).to(dtype)  # half, bfloat16 or float64 input: cast to the weights' dtype
             out_size = batch.shape[-2:]
         else:
             rgb = as_rgb_array(images)
@@ -222,11 +234,10 @@ class Segmentor(nn.Module):
             transform = EvalTransform(base_size=self.meta.get("base_size"), mean=self.meta.get("mean", IMAGENET_MEAN), std=self.meta.get("std", IMAGENET_STD))
             image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
             batch = transform(image, torch.zeros(out_size, dtype=torch.int64))["image"][None]
-        device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         try:
-            labels = inference(self, batch.to(device), out_size=out_size, **settings).argmax(1)
+            labels = predict_labels(self, batch.to(device), out_size=out_size, **settings)
         finally:
             self.train(was_training)
         return labels if isinstance(images, torch.Tensor) and images.ndim == 4 else labels[0]

@@ -11,7 +11,7 @@ import torch
 from ...data.palettes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
-from .reading import ConversionError, check_and_load, read_state_dict
+from .reading import ConversionError, check_and_load, read_state_dict, tensor_of
 
 __all__ = ["from_hanet", "hanet_key"]
 
@@ -57,10 +57,14 @@ def from_hanet(source: str | os.PathLike | dict, num_classes: int | None = None)
     state = read_state_dict(source) if not isinstance(source, dict) else {k[7:] if k.startswith("module.") else k: v for k, v in source.items()}
     if "final2.0.weight" not in state:
         raise ConversionError(f"{name} is not a released HANet model: it has no final2.0.weight (the classifier)")
-    num_classes = num_classes or int(state["final2.0.weight"].shape[0])
+    num_classes = num_classes or int(tensor_of(state, "final2.0.weight", name, 4, "the classifier, (classes, channels, 1, 1)").shape[0])
     if "dsn.0.bias" in state and "dsn.1.running_mean" in state:
         state = dict(state)
-        state["dsn.1.running_mean"] = state["dsn.1.running_mean"] - state.pop("dsn.0.bias")
+        bias = tensor_of(state, "dsn.0.bias", name, 1, "the aux conv's bias")
+        mean = tensor_of(state, "dsn.1.running_mean", name, 1, "the aux BatchNorm's running mean")
+        if bias.shape != mean.shape:
+            raise ConversionError(f"{name}: dsn.0.bias {tuple(bias.shape)} and dsn.1.running_mean {tuple(mean.shape)} must have the same shape")
+        state["dsn.1.running_mean"] = mean - state.pop("dsn.0.bias")
     converted, origin = {}, {}
     for key, value in state.items():
         target = hanet_key(key)

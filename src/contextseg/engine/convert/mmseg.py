@@ -12,7 +12,7 @@ from ...data.palettes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from ..checkpoints.files import read_torch_file
-from .reading import ConversionError, check_and_load
+from .reading import ConversionError, check_and_load, tensor_of
 
 __all__ = ["from_mmseg", "mmseg_key", "read_mmseg_checkpoint", "MMSEG_MODELS", "MMSEG_DATASETS"]
 
@@ -149,10 +149,10 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
         raise ConversionError(f"{name} is not an mmsegmentation {model} checkpoint: it has no {_MMSEG_SIGNATURES[model]}* tensors"
                               + (f"; it looks like a {looks} checkpoint (--model {looks})" if looks else ""))
     classifier = "decode_head.1.conv_seg.weight" if model == "ocrnet" else "decode_head.conv_seg.weight"
-    num_classes = int(state[classifier].shape[0])
+    num_classes = int(tensor_of(state, classifier, name, 4, "the classifier, (classes, channels, 1, 1)").shape[0])
     hrnet = "backbone.stage2.0.branches.0.0.conv1.weight" in state
     if hrnet and backbone is None:
-        width = int(state["backbone.stage2.0.branches.0.0.conv1.weight"].shape[0])
+        width = int(tensor_of(state, "backbone.stage2.0.branches.0.0.conv1.weight", name, 4, "HRNet's first branch conv").shape[0])
         backbone = f"hrnet_w{width}"
     if backbone is None:
         blocks = len({k.split(".")[2] for k in state if k.startswith("backbone.layer3.")})
@@ -172,7 +172,9 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
         converted[target], origin[target] = value, key
     net = create_model(model, num_classes=num_classes, backbone=backbone, output_stride=32 if hrnet else 8, **kwargs)
     check_and_load(net, converted, name, origin)
+    meta = meta if isinstance(meta, dict) else {}
     dataset_meta = meta.get("dataset_meta") or {"classes": meta.get("CLASSES"), "palette": meta.get("PALETTE")}  # 1.x, else 0.x zoo files
+    dataset_meta = dataset_meta if isinstance(dataset_meta, dict) else {}
     known = {"ade20k": (ADE20K_CLASSES, ADE20K_PALETTE), "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
              "pascal_context": (PASCAL_CONTEXT_60_CLASSES, PASCAL_CONTEXT_60_PALETTE), "pascal_context_59": (PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_59_PALETTE)}
     classes, palette = dataset_meta.get("classes"), dataset_meta.get("palette")
@@ -180,7 +182,17 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
         classes, palette = known[dataset]
     if classes is None:
         classes, palette = next(((c, p) for c, p in known.values() if len(c) == num_classes), (None, None))
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        classes = None  # a meta whose class list is not a list of names is no class list
+    if not _palette_ok(palette, num_classes):
+        palette = None
     if classes is not None and len(classes) == num_classes:
-        net.meta.update(classes=[str(c) for c in classes], palette=[[int(v) for v in c] for c in palette][:num_classes] if palette is not None else None)
+        net.meta.update(classes=list(classes), palette=[[int(v) for v in c] for c in palette][:num_classes] if palette is not None else None)
     net.meta.update(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), source=f"mmsegmentation: {name}")
     return net.eval()
+
+
+def _palette_ok(palette, count: int) -> bool:
+    """At least ``count`` colours of three integers in 0..255."""
+    return (isinstance(palette, (list, tuple)) and len(palette) >= count
+            and all(isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette))

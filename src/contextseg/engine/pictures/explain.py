@@ -48,7 +48,8 @@ def model_name(model: Segmentor) -> str:
 @torch.no_grad()
 def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4, out_dir: str | Path | None = None, stem: str = "explain") -> dict[str, Any]:
     """What ``model``'s context modules compute on ``image`` (a path, PIL image or HxWx3 uint8 array);
-    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``).
+    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``). ``pixels``
+    are ``(x, y)`` in the image, negative values counting from the right and bottom edges.
 
     Returns ``{"model", "image" (h, w, 3) uint8 as the model saw it, "labels" (h, w) its prediction,
     "pixels" [(x, y)] in that view, "classes", "maps" [ContextMap]}``; ``maps_by_group(e)`` groups
@@ -69,10 +70,16 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     size = view.shape[-2:]
     sy, sx = size[0] / rgb.shape[0], size[1] / rgb.shape[1]
     labels = model(view).argmax(1)[0].cpu()
-    chosen = [(int(x * sx), int(y * sy)) for x, y in pixels] if pixels else _default_pixels(labels, max_pixels)
-    for x, y in chosen:
-        if not (0 <= x < size[1] and 0 <= y < size[0]):
-            raise ValueError(f"pixel ({x}, {y}) lies outside the {size[1]}x{size[0]} view of the image")
+    if pixels:
+        height, width = rgb.shape[:2]
+        chosen = []
+        for x, y in pixels:
+            if not (-width <= x < width and -height <= y < height):
+                raise ValueError(f"pixel ({x}, {y}) lies outside the {width}x{height} image: x in 0..{width - 1}, y in 0..{height - 1} "
+                                 "(negative values count from the right and bottom edges, -1 is the last)")
+            chosen.append((min(int((x % width) * sx), size[1] - 1), min(int((y % height) * sy), size[0] - 1)))
+    else:
+        chosen = _default_pixels(labels, max_pixels)
     maps = model.context_maps(view, chosen)
     if not maps:
         raise NothingToExplain(f"{name} computed no context maps on this image (e.g. SPNet without strip pooling)")
