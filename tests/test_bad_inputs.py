@@ -765,3 +765,47 @@ def test_negative_pixels_count_from_the_far_edges(world, tmp_path):
     assert explain(model, photo, pixels=[(-1, -1)])["pixels"] == explain(model, photo, pixels=[(55, 39)])["pixels"]
     code, out = run_main(["explain", world["photos"] / "a" / "frame.png", "--checkpoint", world["cpnet"], "--out", tmp_path / "o", "--pixel", "-1,-1"])
     check(code, out, 0, "wrote")
+
+
+def _checkpoint_variant(world, path: Path, change) -> Path:
+    ckpt = torch.load(world["ckpt"], weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+def _first_weight(ckpt) -> str:
+    return next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+
+
+CHECKPOINT_CASES = {  # name: (change to a trained last.pt, used by: predict / resume, words)
+    "config_a_string": (lambda c: c.__setitem__("config", "abc"), "predict", ["its config is a str"]),
+    "config_a_list": (lambda c: c.__setitem__("config", [1]), "predict", ["its config is a list"]),
+    "config_model_a_string": (lambda c: c["config"].__setitem__("model", "fcn"), "predict", ["model must be a mapping"]),
+    "classes_a_string": (lambda c: c.__setitem__("classes", "abc"), "predict", ["classes"]),
+    "classes_numbers": (lambda c: c.__setitem__("classes", list(range(9))), "predict", ["classes", "9 names"]),
+    "palette_a_string": (lambda c: c.__setitem__("palette", "red"), "predict", ["palette"]),
+    "weights_a_list": (lambda c: c.__setitem__("model", [1]), "predict", ["no model weights"]),
+    "weights_nan": (lambda c: c["model"].__setitem__(_first_weight(c), c["model"][_first_weight(c)] * float("nan")), "predict", ["non-finite"]),
+    "weights_half": (lambda c: c.__setitem__("model", {k: v.half() if v.is_floating_point() else v for k, v in c["model"].items()}), "resume", ["float16", "float32"]),
+    "iteration_text": (lambda c: c.__setitem__("iteration", "x"), "resume", ["iteration is damaged"]),
+    "optimizer_text": (lambda c: c.__setitem__("optimizer", "x"), "resume", ["optimizer state is damaged"]),
+    "scheduler_text": (lambda c: c.__setitem__("scheduler", 3), "resume", ["scheduler state is damaged"]),
+    "rng_damaged": (lambda c: c.__setitem__("rng", [{"torch": 1}]), "resume", ["random number generator state is damaged"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
+def test_checkpoint_file_family(world, tmp_path, case):
+    """A .pt file whose entries were edited or damaged (weights_only loading accepts any plain data):
+    one line naming the entry, whether it is predicted with or resumed from."""
+    change, use, words = CHECKPOINT_CASES[case]
+    if use == "predict":
+        source = _checkpoint_variant(world, tmp_path / "edited.pt", change)
+        run_family(["predict", world["photos"], "--checkpoint", source, "--out", tmp_path / "out"], 2, words, [source, world["photos"]])
+        assert not (tmp_path / "out").exists()
+    else:
+        run = tmp_path / "run"
+        run.mkdir()
+        source = _checkpoint_variant(world, run / "last.pt", change)
+        run_family(["train", world["config"], f"train.work_dir={run}", "train.max_iters=2"], 2, words, [source])

@@ -25,7 +25,7 @@ from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, write_atomic
 from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml
 
-__all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "WEIGHTS_NAME", "CONFIG_NAME"]
+__all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -51,6 +51,8 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     ckpt = load_checkpoint(path, map_location="cpu")
     if "config" not in ckpt or "classes" not in ckpt:
         raise ConfigError(f"checkpoint {path!r} carries no config/classes; it was not written by contextseg train")
+    if not isinstance(ckpt["config"], dict):
+        raise ConfigError(f"checkpoint {path!r}: its config is a {type(ckpt['config']).__name__}, not the mapping contextseg train stores")
     raw = dict(ckpt["config"])
     if config is not None:
         user = read_yaml(config)
@@ -68,7 +70,7 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     if not isinstance(ckpt["classes"], (list, tuple)) or not ckpt["classes"]:
         raise ConfigError(f"checkpoint {path!r}: classes must be a non-empty list of names, got {ckpt['classes']!r}")
     model = build_model(cfg, len(ckpt["classes"]))
-    _load_weights(model, weights, path)
+    load_weights_checked(model, weights, path)
     base = cfg.data.base_size or ckpt.get("base_size")
     meta = {
         "classes": list(ckpt["classes"]),
@@ -149,7 +151,7 @@ def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu
         weights = load_file(str(folder / WEIGHTS_NAME))
     except Exception as exc:  # safetensors' own errors: a header that is not JSON, a truncated file
         raise ValueError(f"cannot read {str(folder / WEIGHTS_NAME)!r}: {' '.join(str(exc).split())[:200]}") from None
-    _load_weights(model, weights, str(folder / WEIGHTS_NAME))
+    load_weights_checked(model, weights, str(folder / WEIGHTS_NAME))
     model.meta.update({k: v for k, v in meta.items() if k not in ("model", "contextseg")})
     return model.to(device).eval()
 
@@ -216,7 +218,7 @@ def _looks_like_hub_id(text: str) -> bool:
     return not Path(text.split("/")[0]).exists()
 
 
-def _load_weights(model: Segmentor, weights: dict, source: str) -> None:
+def load_weights_checked(model: Segmentor, weights: dict, source: str) -> None:
     """``weights`` into ``model``, refused naming the tensor unless each has the model's own dtype
     and finite values (a cast on load would hide a half-precision or integer file), and the keys
     and shapes fit."""

@@ -29,6 +29,7 @@ from ..builders import (
     train_transform,
 )
 from ..checkpoints.files import WorkDirLock, WriteFailed, write_atomic
+from ..checkpoints.saved_model import load_weights_checked
 from ..checkpoints.checkpoint import (
     ensure_writable_folder,
     find_resume,
@@ -200,25 +201,39 @@ class Trainer:
             raise ConfigError(f"cannot resume from {path}: it is not a training checkpoint (it has no {', '.join(lacking)}: a stripped or exported model?); "
                               "resume from the last.pt a training wrote, or start from these weights with a fresh train.work_dir")
         _check_same_model(ckpt, self.cfg, path, self.model.num_classes)
+        if not isinstance(ckpt["model"], dict):
+            raise ConfigError(f"cannot resume from {path}: its model entry is a {type(ckpt['model']).__name__}, not weights")
         try:
-            self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise ConfigError(f"cannot resume from {path}: its weights do not fit the model of this config ({first})") from None
+            load_weights_checked(self.model, ckpt["model"], str(path))  # dtypes and finite values, as every load
+        except ConfigError as exc:
+            raise ConfigError(f"cannot resume: {exc}") from None
+
+        def restore(part: str, action):
+            """One part of the training state, or one line naming the part a damaged file breaks."""
+            try:
+                return action()
+            except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, IndexError) as exc:
+                raise ConfigError(f"cannot resume from {path}: its {part} is damaged ({' '.join(str(exc).split())[:200]})") from None
+
         if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"]))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+            restore("ema", lambda: self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"])))
+        restore("optimizer state", lambda: self.optimizer.load_state_dict(ckpt["optimizer"]))
+        restore("scheduler state", lambda: self.scheduler.load_state_dict(ckpt["scheduler"]))
         if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.iteration = int(ckpt["iteration"])
+            restore("gradient scaler state", lambda: self.scaler.load_state_dict(ckpt["scaler"]))
+        self.iteration = restore("iteration", lambda: int(ckpt["iteration"]))
+        if not 0 <= self.iteration:
+            raise ConfigError(f"cannot resume from {path}: its iteration is {self.iteration}")
         self._pending_eval = bool(ckpt.get("pending_eval", False))
-        self.best_miou = float(ckpt.get("best_miou", -1.0))
+        self.best_miou = restore("best mIoU", lambda: float(ckpt.get("best_miou", -1.0)))
         self.last_results = ckpt.get("metrics")
         states = ckpt.get("rng")
         states = [states] if isinstance(states, dict) else states  # checkpoints before per-rank states
         if states and len(states) == self.world_size:
             self._resume_rng = states[self.rank]
+            current = rng_state()  # prove the saved state restores (it is applied once the data iterator exists)
+            restore("random number generator state", lambda: set_rng_state(self._resume_rng))
+            set_rng_state(current)
         if is_main_process():
             _truncate_log(self.work_dir / "log.jsonl", self.iteration)
         self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
