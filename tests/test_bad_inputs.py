@@ -809,3 +809,44 @@ def test_checkpoint_file_family(world, tmp_path, case):
         run.mkdir()
         source = _checkpoint_variant(world, run / "last.pt", change)
         run_family(["train", world["config"], f"train.work_dir={run}", "train.max_iters=2"], 2, words, [source])
+
+
+OPTION_CASES = {  # overrides of a training (or an evaluation with --checkpoint), words of the one line
+    "dataset_option_of_wrong_type": (["data.kwargs.size=big"], ["dataset 'synthetic'", "cannot be built"]),
+    "dataset_length_negative": (["data.kwargs.length=-3"], ["dataset 'synthetic'"]),
+    "dataset_option_unknown": (["data.kwargs.colour=1"], ["colour"]),
+    "dataset_unknown": (["data.name=coco"], ["unknown dataset 'coco'"]),
+    "width_zero": (["model.channels=0"], ["channels must be a positive integer"]),
+    "width_negative": (["model.aux_channels=-4"], ["aux_channels must be a positive integer"]),
+    "loss_weight_negative": (["model.aux_weight=-1"], ["aux_weight", ">= 0"]),
+    "dropout_above_one": (["model.dropout=2"], ["dropout"]),
+    "device_unknown": (["train.device=tpu"], ["device 'tpu'"]),
+    "crop_huge": (["data.crop_size=[100000, 100000]"], ["data.crop_size", "at most 16384"]),
+    "eval_window_huge": (["evaluate.mode=slide", "evaluate.crop_size=[100000, 100000]"], ["evaluate.crop_size"]),
+    "base_size_huge": (["data.base_size=[100000000, 1000000]"], ["data.base_size"]),
+    "eval_split_unknown": (["EVAL", "--split", "test2"], ["split", "test2"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_model_and_data_option_family(world, tmp_path, case):
+    args, words = OPTION_CASES[case]
+    if args[0] == "EVAL":
+        command = ["eval", "--checkpoint", world["ckpt"], *args[1:]]
+    else:
+        command = ["train", world["config"], *args, f"train.work_dir={tmp_path / 'run'}"]
+    run_family(command, 2, words, [world["config"], world["ckpt"]])
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_out_of_memory_is_one_line(monkeypatch, world, tmp_path):
+    """An allocation the machine cannot make (an image or a batch too large for it) ends in one line
+    with what to shrink, not in a C++ allocator traceback."""
+    from contextseg.models import segmentor
+
+    def allocation_fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 120000000000 bytes")
+
+    monkeypatch.setattr(segmentor, "predict_labels", allocation_fails)
+    code, out = run_main(["predict", world["photos"] / "a" / "frame.png", "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
+    check(code, out, 2, "out of memory", "smaller")

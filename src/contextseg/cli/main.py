@@ -206,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"contextseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        text = _one_line(exc)
+        if os.environ.get("CONTEXTSEG_DEBUG") or not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
+            raise  # a bug: the traceback is what a report needs
+        print(f"contextseg {args.command}: error: out of memory ({text[:200]}); use smaller images, crops, batches or scales", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:  # the trainer has already said where it stopped, when it did
         if not str(exc):
             print("interrupted", file=sys.stderr)

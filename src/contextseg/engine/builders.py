@@ -8,8 +8,8 @@ from contextlib import nullcontext
 
 import torch
 
-from ..data import build_dataset
-from ..data.base import median_frequency_weights
+from ..data import DATASETS, build_dataset
+from ..data.base import DatasetError, median_frequency_weights
 from ..data.transforms import EvalTransform, TrainTransform
 from ..models import Segmentor, create_model, get_model_class
 from ..modules.common import feature_size
@@ -19,10 +19,15 @@ __all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "buil
 
 
 def _dataset(cfg: Config, split: str, transforms):
+    if cfg.data.name not in DATASETS:
+        build_dataset(cfg.data.name, cfg.data.root, split)  # its own error: the valid names
     try:
         dataset = build_dataset(cfg.data.name, cfg.data.root, split, transforms=transforms, **cfg.data.kwargs)
-    except TypeError as exc:  # an unknown entry of data.kwargs
-        raise ConfigError(f"data.kwargs {cfg.data.kwargs!r} do not fit dataset {cfg.data.name!r}: {exc}") from None
+        len(dataset)
+    except (DatasetError, FileNotFoundError, ConfigError):
+        raise  # they name the file or folder already
+    except (TypeError, ValueError, OverflowError) as exc:  # an unknown entry of data.kwargs, or a value of the wrong type or range
+        raise ConfigError(f"dataset {cfg.data.name!r} (split {split!r}, data.kwargs {cfg.data.kwargs!r}) cannot be built: {' '.join(str(exc).split())[:200]}") from None
     dataset.cache = cfg.data.cache
     return dataset
 

@@ -331,9 +331,13 @@ def _check_eval(ev: "EvalConfig", where: str) -> None:
     check_scales(ev.scales, f"{where}.scales")
 
 
+MAX_SIDE = 16384  # the longest image side, crop or window anywhere (a larger one is a typo that would allocate terabytes)
+
+
 def _pair(value, where: str) -> None:
-    if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value)):
-        raise ConfigError(f"{where} must be two positive integers, got {value!r}")
+    if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2
+                              or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)):
+        raise ConfigError(f"{where} must be two positive integers (at most {MAX_SIDE}), got {value!r}")
 
 
 def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) -> None:

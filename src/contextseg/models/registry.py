@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from .baselines import FCN, DeepLabV3, DeepLabV3Plus, PSPNet
@@ -75,10 +77,35 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> Segmentor:
         raise ValueError(
             f"model {name!r} got unknown option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))}"
         )
-    model = cls(num_classes=num_classes, **kwargs)
+    _check_option_ranges(name, num_classes, kwargs)
+    try:
+        model = cls(num_classes=num_classes, **kwargs)
+    except RuntimeError as exc:  # a layer that cannot exist with these options (a width that is not positive, ...)
+        raise ValueError(f"model {name!r} cannot be built with options {kwargs}: {' '.join(str(exc).split())[:200]}") from None
     # how to build it again (cs.save_pretrained): the name and every keyword, weights aside
     model.meta["model"] = {"name": name, "num_classes": num_classes, **{k: _plain(v) for k, v in kwargs.items() if k != "pretrained_backbone"}}
     return model
+
+
+def _check_option_ranges(name: str, num_classes: Any, kwargs: dict[str, Any]) -> None:
+    """The ranges every method shares, by the option's name: ``num_classes`` and every ``*channels``,
+    ``*reduction``, ``num_*`` width or count a positive integer; every ``*_weight`` loss weight a
+    finite number >= 0; ``dropout`` a probability. ValueError naming the option."""
+    def positive_int(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"model {name!r}: {key} must be a positive integer, got {value!r}")
+
+    positive_int("num_classes", num_classes)
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        if key.endswith(("channels", "reduction")) or key.startswith("num_"):
+            positive_int(key, value)
+        elif key.endswith("_weight") and key != "class_weight":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"model {name!r}: {key} is a loss weight, a finite number >= 0; got {value!r}")
+        elif key == "dropout" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
+            raise ValueError(f"model {name!r}: dropout is a probability in [0, 1), got {value!r}")
 
 
 def _plain(value: Any) -> Any:
