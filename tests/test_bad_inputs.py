@@ -134,6 +134,8 @@ CASES = {
     "scales_huge": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--scales", "1e9"], ["--scales", "1e9"]),
     "scales_empty": (lambda w, t: ["eval", "--checkpoint", w["ckpt"], "--scales", ","], ["--scales"]),
     "empty_checkpoint": (lambda w, t: ["eval", "--checkpoint", _bytes(t / "empty.pt", b"")], ["empty.pt", "the file is empty"]),
+    "yaml_as_checkpoint": (lambda w, t: ["eval", "--checkpoint", w["config"]], ["tiny.yaml", "not a PyTorch file"]),
+    "pickle_as_checkpoint": (lambda w, t: ["eval", "--checkpoint", _pickle(t / "evil.pt")], ["evil.pt", "refuses to create"]),
     "cpnet_export_at_another_size": (lambda w, t: ["export", "--checkpoint", w["cpnet"], "--out", t / "m.onnx", "--size", "64", "64"], ["--size 32 48", "prior"]),
     "resume_into_another_model": (lambda w, t: ["train", w["config"], f"train.work_dir={_copy(w['cpnet'], t / 'run')}"], ["'cpnet'", "'fcn'"]),
     "fresh_run_over_another_run": (lambda w, t: ["train", w["config"], f"train.work_dir={_copy(w['cpnet'], t / 'run')}", "train.resume=false"], ["holds checkpoints of another run", "--overwrite"]),

@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -72,11 +73,19 @@ def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: st
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     if path.stat().st_size == 0:
         raise error(f"cannot read {what} {str(path)!r}: the file is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip archive, or a legacy pickle
+        raise error(f"cannot read {what} {str(path)!r}: it is not a PyTorch file (written by torch.save); it starts with {head!r}")
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on unusual pickle protocols; a refusal is the error below
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, files that are not torch files
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if "Weights only load failed" in reason:  # torch's long advice; the one fact that matters is what it refused
+            refused = reason.split("WeightsUnpickler error:", 1)[-1].split(" was not an allowed")[0].split(". Check the")[0].strip()
+            reason = f"it holds objects that safe loading refuses to create ({refused[:160]}); it was not written by contextseg or plain torch.save of tensors"
         raise error(f"cannot read {what} {str(path)!r}: {reason[:300]}") from None
 
 
