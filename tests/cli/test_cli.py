@@ -64,6 +64,13 @@ def test_predict_writes_labels_and_overlays(trained):
     assert main(["predict", "--checkpoint", str(trained / "run" / "best.pt"), str(images), "--out", str(out)]) == 0
     label = np.array(Image.open(out / "a.png"))
     assert label.shape == (40, 70) and label.max() < 9
+    import contextseg as cs
+
+    model = cs.load(trained / "run" / "best.pt")
+    assert np.array_equal(label, model.predict(images / "a.png").numpy())  # the stored values are the class indices
+    with Image.open(out / "a.png") as png:  # paletted: a viewer shows the class colours
+        assert png.mode == "P"
+        assert np.array_equal(np.array(png.convert("RGB"))[label == label.max()][0], model.meta["palette"][label.max()])
     overlay = np.array(Image.open(out / "b_overlay.png"))
     assert overlay.shape[0] >= 33 and overlay.shape[1] > 50  # the image, then a legend panel
     palette = torch.load(trained / "run" / "best.pt", weights_only=True)["palette"]

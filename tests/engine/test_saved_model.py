@@ -87,3 +87,19 @@ def test_from_pretrained_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json and model.safetensors"):
         cs.from_pretrained(tmp_path / "empty")
+
+
+def test_eval_of_a_saved_model_scores_as_its_checkpoint_did(trained, tmp_path, capsys):
+    """A saved model carries the dataset, test scale (48x30 here, not the dataset's own 64x40) and
+    inference settings it was scored with; `eval` on the folder uses them, and says which."""
+    ckpt = trained / "run" / "last.pt"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--out", str(tmp_path / "saved")]) == 0
+    capsys.readouterr()
+    results = {}
+    for name, source in (("checkpoint", ckpt), ("saved", tmp_path / "saved")):
+        assert main(["eval", "--checkpoint", str(source), "--json", str(tmp_path / f"{name}.json")]) == 0
+        header = capsys.readouterr().out.splitlines()[0]
+        assert "on synthetic/val (4 images) at test scale 48x30" in header and "mode whole" in header and "flip True" in header, header
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert results["saved"]["mIoU"] == results["checkpoint"]["mIoU"]
+    assert results["saved"]["confusion"] == results["checkpoint"]["confusion"]

@@ -90,7 +90,11 @@ def cmd_eval(args) -> int:
             f"{args.checkpoint!r} was trained on {len(theirs)} classes ({', '.join(theirs[:4])}{', ...' if len(theirs) > 4 else ''})"
         )
     ev = cfg.evaluate
-    print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images), mode {ev.mode}, scales {ev.scales}, flip {ev.flip}")
+    base = getattr(dataset.transforms, "base_size", None)
+    size = f"test scale {base[0]}x{base[1]} (long x short side)" if base else "the images' own size"
+    window = f" (windows {'x'.join(map(str, ev.crop_size or cfg.data.crop_size))})" if ev.mode == "slide" else ""
+    print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images) at {size}, "
+          f"mode {ev.mode}{window}, scales {ev.scales}, flip {ev.flip}")
     results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision),
                        progress=sys.stderr.isatty())  # a progress bar on a terminal only, never into a log file
     print(format_results(results, dataset.classes))
@@ -190,6 +194,20 @@ def _prediction_png_info():
     return info
 
 
+def _label_png(labels: np.ndarray, palette) -> "Image.Image":
+    """The label map as a PNG image: paletted (mode ``P``) when the classes fit in 256 indices, so
+    that a viewer shows the class colours while every pixel still stores its class index; 16-bit
+    greyscale beyond (no viewer palette holds more than 256 colours)."""
+    from PIL import Image
+
+    if labels.dtype != np.uint8:
+        return Image.fromarray(labels)
+    image = Image.fromarray(labels)  # mode L; putpalette makes it P without touching the values
+    colours = [int(v) for colour in list(palette)[:256] for v in colour]
+    image.putpalette(colours + [0] * (768 - len(colours)))
+    return image
+
+
 def _save_png(image, path: Path) -> None:
     """A prediction PNG, marked as predict's own and written atomically (a full disk leaves no
     partial file: :class:`~contextseg.engine.checkpoints.files.WriteFailed` names it)."""
@@ -227,7 +245,7 @@ def cmd_predict(args) -> int:
         colour = colorize(labels, palette).astype(np.float32)
         overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
         classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
-        _save_png(Image.fromarray(labels), label_path)
+        _save_png(_label_png(labels, palette), label_path)
         _save_png(Image.fromarray(add_legend(overlay, labels, classes, palette)), overlay_path)
         done += 1
     print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))

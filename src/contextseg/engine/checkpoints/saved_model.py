@@ -80,6 +80,9 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
         "base_size": list(base) if isinstance(base, (list, tuple)) else base,
         "crop_size": list(cfg.data.crop_size),
         "inference": {k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")},
+        # what it was scored on: `contextseg eval --checkpoint SAVED_FOLDER` evaluates the same way
+        "data": {"name": cfg.data.name, "root": cfg.data.root, "val_split": cfg.data.val_split, "kwargs": dict(cfg.data.kwargs),
+                 "base_size": list(base) if isinstance(base, (list, tuple)) else base, "crop_size": list(cfg.data.crop_size)},
     }
     check_model_meta({"model": model.meta["model"], **meta}, f"checkpoint {path}", model)
     model.meta.update(meta)
@@ -91,7 +94,12 @@ def _saved_model_with_config(folder: Path, device, config: str | None, overrides
     ``overrides`` say what to evaluate on; without them the model keeps its own settings."""
     model = from_pretrained(folder, device)
     model_section = {k: v for k, v in model.meta["model"].items() if k != "num_classes"}
-    raw: dict = {"name": folder.name, "model": model_section}
+    # the settings it was scored with: its dataset (when saved from a training checkpoint), test scale, crop and inference
+    data = dict(model.meta.get("data") or {})
+    data.setdefault("base_size", model.meta.get("base_size"))
+    data.setdefault("crop_size", model.meta.get("crop_size"))
+    raw: dict = {"name": folder.name, "model": model_section, "data": {k: v for k, v in data.items() if v is not None},
+                 "evaluate": dict(model.meta.get("inference") or {})}
     if config is not None:
         user = read_yaml(config)
         raw.update({k: user[k] for k in ("data", "evaluate", "train") if k in user})
@@ -195,6 +203,8 @@ def check_model_meta(meta: Any, source: str, model: Segmentor | None = None) -> 
     check_size(meta.get("base_size"), f"{source}: base_size")
     check_size(meta.get("crop_size"), f"{source}: crop_size", minimum)
     inference = meta.get("inference")
+    if meta.get("data") is not None and not isinstance(meta["data"], dict):
+        raise ConfigError(f"{source}: data must be a mapping (the dataset section it was evaluated with), got {meta['data']!r}"[:300])
     if inference is not None:
         ev = check_eval_settings(inference, f"{source}: inference")
         if ev.crop_size is not None:
