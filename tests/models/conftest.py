@@ -1,5 +1,7 @@
 """The every-model checks, shared by the registry-wide test and the toy-method test."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -53,13 +55,26 @@ def check_every_model(name, tmp_path, onnx=True):
 
 
 def check_onnx(model, x, logits, tmp_path):
-    """``torch.onnx.export`` (dynamo) of ``model`` run by onnxruntime gives ``logits`` for ``x``."""
+    """``contextseg``'s ONNX export of ``model`` run by onnxruntime gives ``logits`` for ``x``; the
+    batch axis is free, and so are height and width where the model says so
+    (``onnx_any_size``): another batch and another size give the model's own logits there. The
+    metadata holds the classes and the normalisation."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    torch.onnx.export(model, (x,), str(tmp_path / "m.onnx"), input_names=["images"], output_names=["logits"], dynamo=True, external_data=False)
+    from contextseg.engine.onnx_export import export_onnx
+
+    export_onnx(model, tmp_path / "m.onnx", tuple(x.shape[-2:]))
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     got = session.run(None, {"images": x.numpy()})[0]
     assert got.shape == logits.shape and abs(got - logits.numpy()).max() < 1e-3
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == [str(k) for k in range(model.num_classes)] and len(json.loads(meta["mean"])) == 3
+    any_size = json.loads(meta["input"])["height"] is None
+    assert any_size == (type(model).onnx_any_size and model.tied_input_size() is None)
+    other = torch.randn(2, 3, *((x.shape[-2] + 16, x.shape[-1] - 16) if any_size else x.shape[-2:]))
+    with torch.no_grad():
+        expected = model(other).numpy()
+    assert abs(session.run(None, {"images": other.numpy()})[0] - expected).max() < 1e-3
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``contextseg export``: a checkpoint to ONNX (logits at the input size, fixed input shape) or to a
+"""``contextseg export``: a checkpoint to ONNX (logits at the input size; dynamic batch and, where the
+model allows, dynamic height and width; classes/palette/mean/std in its metadata) or to a
 saved-model folder (``model.safetensors`` + ``config.json``, what ``cs.from_pretrained`` reads)."""
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ def run_export(args) -> int:
             f"({type(model).crop_options(tied, stride)}); export at --size {tied[0]} {tied[1]} and run larger images in windows of it"
         )
     ensure_writable_folder(out.parent, "--out")
-    dummy = torch.randn(1, 3, *size)
     try:
-        torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=["logits"], opset_version=args.opset, dynamo=True, external_data=False)
+        from ..engine.onnx_export import export_onnx
+
+        metadata = export_onnx(model, out, size, args.opset)
     except ImportError as exc:
         raise ValueError(f"ONNX export needs the onnx extra: pip install 'contextseg[onnx]' ({exc})") from None
-    print(f"wrote {out} (input images (1, 3, {size[0]}, {size[1]}) normalised, output logits)")
+    import json
+
+    shape = "(N, 3, H, W): any batch and size" if json.loads(metadata["input"])["height"] is None else f"(N, 3, {size[0]}, {size[1]}): any batch, this size only"
+    print(f"wrote {out}: input images {shape}, normalised RGB; output logits; classes, palette, mean and std in its metadata")
     return 0

@@ -60,8 +60,8 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bil
 
     Returns ``x`` unchanged when it already has that size.
     """
-    size = tuple(int(s) for s in size)
-    if tuple(x.shape[-2:]) == size:
+    size = tuple(size)  # ints, or symbolic sizes while exporting: never int() them, which would freeze the size
+    if not torch.compiler.is_compiling() and tuple(x.shape[-2:]) == tuple(int(s) for s in size):
         return x
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
