@@ -371,3 +371,9 @@ def cmd_export(args) -> int:
     from .export import run_export
 
     return run_export(args)
+
+
+def cmd_demo(args) -> int:
+    from .demo import cmd_demo as run_demo
+
+    return run_demo(args)

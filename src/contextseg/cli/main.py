@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for the model and its input")
     p.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
 
+    p = sub.add_parser("demo", help="a page on this machine to try models on photos and see their context (pip install 'contextseg[demo]')")
+    p.add_argument("--checkpoint", action="append", help="a checkpoint or saved-model folder (repeat for a model picker; default: runs/default_synthetic/best.pt)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (default: this machine only)")
+    p.add_argument("--port", type=_count(1, 65535), help="the port (default: 7860 or the next free one)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
+
     p = sub.add_parser("export", help="export a checkpoint for deployment")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx", help="onnx: one .onnx file; safetensors: a saved-model folder")

@@ -9,7 +9,8 @@ whole image or for one query pixel. This module draws kinds, never model names:
 - **CPNet**: for chosen pixels, the row of the context prior map P and 1 - P (pixel maps).
 - **OCRNet**: each object region's spatial softmax (pixel maps, one per predicted class) and, for
   chosen pixels, the pixel-region attention over the K regions (class bars).
-- **HANet**: each block's attention along the image height (row curves, 10-90 % band).
+- **HANet**: each block's attention along the image height (row curves, 10-90 % band), the query
+  pixels' rows marked: the attention of the row a pixel lies in.
 - **EncNet**: the class-presence probabilities the SE loss trains (class bars).
 - **SPNet**: the strip pooling gates inside the backbone (pixel maps).
 - The baselines have no context module, and say so.
@@ -199,15 +200,26 @@ def _draw_pixel_maps(plt, e: dict[str, Any], maps: list[ContextMap]):
 
 
 def _draw_row_curves(plt, e: dict[str, Any], maps: list[ContextMap]):
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 + 2 * len(maps), 3.2), gridspec_kw={"width_ratios": [2.2] + [1] * len(maps)})
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 + 2 * len(maps), 3.2), gridspec_kw={"width_ratios": [2.2] + [1] * len(maps)},
+                             layout="constrained")  # the first panel's row labels clear of the image
     axes[0].imshow(e["image"])
     axes[0].axis("off")
     axes[0].set_title("image", fontsize=9)
+    height, width = e["image"].shape[:2]
+    # the query pixels' rows: the attention each block gives the row a pixel lies in
+    marks = [(x, y, y / max(height - 1, 1)) for x, y in e.get("pixels") or []]
+    for x, y, _ in marks:
+        axes[0].plot([0, width - 1], [y, y], color="cyan", linewidth=1)
+        axes[0].plot([x], [y], marker="o", markersize=6, markerfacecolor="cyan", markeredgecolor="black")
     for i, (ax, m) in enumerate(zip(axes[1:], maps)):
         curves = m.values
         rows = np.linspace(0, 1, curves.shape[1])
         ax.fill_betweenx(rows, np.percentile(curves, 10, axis=0), np.percentile(curves, 90, axis=0), color="tab:blue", alpha=0.3)
         ax.plot(curves.mean(0), rows, color="tab:blue")
+        for _, y, fraction in marks:
+            row = min(int(round(fraction * (curves.shape[1] - 1))), curves.shape[1] - 1)
+            ax.axhline(fraction, color="cyan", linewidth=1)
+            ax.plot([curves.mean(0)[row]], [rows[row]], marker="o", markersize=5, markerfacecolor="cyan", markeredgecolor="black")
         ax.set_ylim(1, 0)
         if m.vrange is not None:
             ax.set_xlim(*m.vrange)
@@ -220,7 +232,8 @@ def _draw_row_curves(plt, e: dict[str, Any], maps: list[ContextMap]):
 
 def _draw_class_bars(plt, e: dict[str, Any], maps: list[ContextMap]):
     classes = e["classes"]
-    fig, axes = plt.subplots(len(maps), 2, figsize=(9, 2.6 * len(maps) + 0.8), squeeze=False, gridspec_kw={"width_ratios": [1.4, 1]})
+    # constrained layout keeps each bar chart's title clear of the tick labels of the chart above
+    fig, axes = plt.subplots(len(maps), 2, figsize=(9, 2.6 * len(maps) + 0.8), squeeze=False, gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
     for (ax_image, ax_bars), m in zip(axes, maps):
         ax_image.imshow(e["image"])
         ax_image.axis("off")
@@ -231,5 +244,4 @@ def _draw_class_bars(plt, e: dict[str, Any], maps: list[ContextMap]):
         if m.vrange is not None:
             ax_bars.set_xlim(*m.vrange)
         ax_bars.set_title(m.title, fontsize=9)
-    fig.tight_layout()
     return fig
