@@ -227,8 +227,8 @@ def cmd_demo(args) -> int:
     demo = Demo(checkpoints, str(resolve_device(args.device)), args.max_pixels)
     try:
         page = build_page(demo)
-        print(f"contextseg demo: {', '.join(demo.models)} on http://{args.host}:{args.port or 7860} (Ctrl-C stops it)", flush=True)
-        page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=True, theme=local_theme(),
+        print(f"contextseg demo: {', '.join(demo.models)}; Gradio prints the address below (Ctrl-C stops it)", flush=True)
+        page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=False, theme=local_theme(),
                     max_file_size="200mb", allowed_paths=[str(demo.workdir)])
     finally:
         demo.close()
