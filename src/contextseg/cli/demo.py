@@ -203,7 +203,8 @@ def build_page(demo: Demo):
 
 
 def local_theme():
-    """Gradio's default look with the system's fonts: its own theme fetches Google Fonts."""
+    """Gradio's default look with the system's fonts, so that no theme font is ever fetched (Gradio 6.31's
+    default theme serves its fonts itself; a theme with ``GoogleFont`` would load them from Google)."""
     import gradio as gr
 
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])

@@ -8,19 +8,19 @@ import re
 import sys
 from typing import Sequence
 
-from ..engine.config import ConfigError
+from ..engine.config import MAX_SCALE, ConfigError
 
 __all__ = ["main", "build_parser"]
 
 
 def _floats(text: str) -> list[float]:
-    """Test-time scales: comma-separated numbers in (0, 8]."""
+    """Test-time scales: comma-separated numbers in (0, MAX_SCALE]."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1.0,1.5, got {text!r}") from None
-    if not values or not all(0 < v <= 8 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, 8] like 0.5,1.0,1.5, got {text!r}")
+    if not values or not all(0 < v <= MAX_SCALE for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, {MAX_SCALE:g}] like 0.5,1.0,1.5, got {text!r}")
     return values
 
 

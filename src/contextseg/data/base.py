@@ -49,6 +49,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 100 megapixels: far above any photo, f
 MAX_PIXELS_ENV = "CONTEXTSEG_MAX_IMAGE_PIXELS"
 
 
+# what PIL raises for a file it cannot read: not an image, truncated, damaged, a bomb past its own limit
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
 class ImageTooLarge(DatasetError):
     """An image whose header declares more pixels than the limit; it is never decoded."""
 
@@ -127,7 +131,7 @@ def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
             return pil_to_rgb(img, f"image {path}", max_pixels)
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+    except UNREADABLE as err:
         raise DatasetError(f"cannot read image file {path}: {err}") from err
 
 
@@ -143,7 +147,7 @@ def read_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
             return np.asarray(img)
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+    except UNREADABLE as err:
         raise DatasetError(f"cannot read mask file {path}: {err}") from err
 
 
@@ -163,7 +167,7 @@ def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
     if isinstance(image, Image.Image):
         try:
             return pil_to_rgb(image, "the PIL image", max_pixels)
-        except (OSError, ValueError, SyntaxError, EOFError) as err:
+        except UNREADABLE as err:
             raise DatasetError(f"cannot read the PIL image: {err}") from err
     if isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()
@@ -208,7 +212,7 @@ def image_size(path: Path) -> tuple[int, int]:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
             return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
+    except UNREADABLE as err:
         raise DatasetError(f"cannot read file {path}: {err}") from err
 
 
