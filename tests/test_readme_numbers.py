@@ -1,10 +1,14 @@
 """The README's numbers stay true: the embedded default, trained as the README says, lands within the
-spread the README states (mean +- 3 std over its seeds). Catches the next drift of the default's
-recipe, the trainer or the evaluation that nobody re-measured."""
+spread the README states (mean +- 3 std over its seeds), and the Quick start's ``explain`` commands
+draw its context from what it trained. Catches the next drift of the default's recipe, the trainer
+or the evaluation that nobody re-measured, and a default that has no context to show."""
 
 import json
 import re
+import shlex
 from pathlib import Path
+
+from PIL import Image
 
 import pytest
 
@@ -24,9 +28,33 @@ def test_the_readme_states_the_default_with_its_spread():
     assert 0 < std < 5 and 30 < mean < 90
 
 
-@pytest.mark.slow  # the default's 650 iterations: about 100 s on two cores
-def test_the_default_trains_to_the_readme_number(tmp_path):
+def quickstart_explain_commands() -> list[list[str]]:
+    """The ``contextseg ...`` commands of the README's Quick start block that draws the default's context."""
+    match = re.search(r"<!-- test:quickstart-explain -->\s*```bash\n(.*?)```", README.read_text(), re.S)
+    assert match, "README has no bash block after <!-- test:quickstart-explain -->"
+    parts = [part.strip() for line in match.group(1).splitlines() for part in line.split("&&")]
+    return [shlex.split(part)[1:] for part in parts if part.startswith("contextseg ")]
+
+
+def test_the_quickstart_block_runs_the_default_checkpoint():
+    commands = quickstart_explain_commands()
+    assert [c[0] for c in commands] == ["data", "explain"]
+    assert "runs/default_synthetic/best.pt" in commands[1]
+
+
+@pytest.mark.slow  # the default's 650 iterations: about 110 s on two cores
+def test_the_default_trains_to_the_readme_number_and_shows_its_context(tmp_path, monkeypatch):
     mean, std = stated_default()
-    assert main(["train", "train.seed=0", f"train.work_dir={tmp_path / 'run'}"]) == 0
-    miou = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"val"' in line][-1]["mIoU"] * 100
+    monkeypatch.chdir(tmp_path)  # the Quick start's relative paths: runs/default_synthetic, scenes, explain
+    assert main(["train", "train.seed=0"]) == 0
+    run = tmp_path / "runs" / "default_synthetic"
+    miou = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"val"' in line][-1]["mIoU"] * 100
     assert abs(miou - mean) <= 3 * std, f"the default reached {miou:.2f} mIoU; the README states {mean} ± {std}: re-measure and update it"
+
+    for command in quickstart_explain_commands():
+        assert main(command) == 0, command
+    pictures = sorted((tmp_path / "explain").glob("*.png"))
+    assert pictures, "the Quick start's explain drew nothing for the default"
+    assert any("attention" in p.name for p in pictures), [p.name for p in pictures]
+    with Image.open(pictures[0]) as picture:
+        assert picture.width > 200 and picture.height > 100
