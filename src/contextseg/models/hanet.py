@@ -15,7 +15,6 @@ __all__ = ["HANet"]
 
 class HANet(Segmentor):
     head_cls = HANetHead
-    onnx_any_size = False  # the row pooling of its attention is exported for the traced height
     description = "HANet: height-driven channel attention with row positions in DeepLabV3+ (Choi et al., CVPR 2020)"
     aux_at_feature_resolution = True
     align_corners = True  # the release upsamples every map with align_corners=True

@@ -59,7 +59,7 @@ class Segmentor(nn.Module):
     aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
     align_corners = False  # how logits are upsampled to the input (HANet's release: True)
     # whether an ONNX export may take any input height and width: False where a module pools to a
-    # fixed grid the exporter freezes at the traced size (adaptive pooling bins, HANet's rows) or
+    # fixed grid the exporter freezes at the traced size (adaptive pooling bins: PSPNet, SPNet) or
     # the model is tied to its crop (CPNet's prior); the batch size is always free
     onnx_any_size = True
 
