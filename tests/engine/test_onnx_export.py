@@ -19,13 +19,14 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-def test_the_readme_onnxruntime_example_gives_predicts_labels(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["deeplabv3plus", "hanet"])  # hanet: the embedded default's model
+def test_the_readme_onnxruntime_example_gives_predicts_labels(name, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from contextseg.engine.onnx_export import export_onnx
 
     torch.manual_seed(0)
-    model = cs.create_model("deeplabv3plus", num_classes=5, backbone="resnet18d", output_stride=16, channels=16, c1_channels=8, pretrained_backbone=None).eval()
+    model = cs.create_model(name, num_classes=5, backbone="resnet18d", output_stride=16, channels=16, c1_channels=8, pretrained_backbone=None).eval()
     for m in model.modules():  # BN statistics away from the defaults: the file must carry them
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -39,4 +40,4 @@ def test_the_readme_onnxruntime_example_gives_predicts_labels(tmp_path, monkeypa
     exec(readme_block("test:onnx-example"), scope)
     assert np.array_equal(scope["labels"], model.predict(photo).numpy())
     assert set(scope["shares"]) <= set(model.meta["classes"]) and abs(sum(scope["shares"].values()) - 1) < 1e-6
-    assert scope["meta"]["input"]["height"] is None  # DeepLabV3+ exports with free height and width
+    assert scope["meta"]["input"]["height"] is None  # both export with free height and width
