@@ -36,6 +36,23 @@ def quickstart_explain_commands() -> list[list[str]]:
     return [shlex.split(part)[1:] for part in parts if part.startswith("contextseg ")]
 
 
+def test_the_embedded_default_is_a_context_model_explain_can_draw():
+    """The Quick start's model has a context module: explain returns its maps (random weights here;
+    the slow test below draws them from the trained default)."""
+    import numpy as np
+    import torch
+
+    import contextseg as cs
+    from contextseg.engine.builders import build_model
+    from contextseg.engine.config import load_config
+
+    torch.manual_seed(0)
+    model = build_model(load_config(None), 9)
+    assert type(model).has_context_maps(), type(model).__name__
+    scene = np.random.default_rng(0).integers(0, 256, (96, 192, 3), dtype=np.uint8)
+    assert cs.explain(model, scene)["maps"]
+
+
 def test_the_quickstart_block_runs_the_default_checkpoint():
     commands = quickstart_explain_commands()
     assert [c[0] for c in commands] == ["data", "explain"]
