@@ -15,6 +15,7 @@ import contextseg as cs
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = cs.list_models()  # every registered model has a CamVid recipe (checked below)
+LONGER = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").glob("*/*_r18_camvid_2h.yaml"))
 
 
 def test_every_registered_model_has_a_camvid_recipe():
@@ -45,10 +46,15 @@ def camvid(tmp_path_factory):
     return root
 
 
+def test_the_two_hour_recipes_exist():
+    assert {"hanet/hanet_r18_camvid_2h.yaml", "cpnet/cpnet_r18_camvid_2h.yaml"} <= set(LONGER), LONGER
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", MODELS)
-def test_recipe_trains_on_a_camvid_fixture(model, camvid, tmp_path):
-    config = ROOT / "configs" / model / f"{model}_r18_camvid.yaml"
+@pytest.mark.parametrize("recipe", [f"{m}/{m}_r18_camvid.yaml" for m in MODELS] + LONGER)
+def test_recipe_trains_on_a_camvid_fixture(recipe, camvid, tmp_path):
+    """Eight iterations of each recipe (the two-hour ones with their multi-scale + flip evaluation)."""
+    config = ROOT / "configs" / recipe
     work = tmp_path / "run"
     command = [sys.executable, "-m", "contextseg", "train", str(config), f"data.root={camvid}", f"train.work_dir={work}",
                "train.max_iters=8", "train.batch_size=2", "train.warmup_iters=0", "train.log_interval=1", "train.eval_interval=8", "train.checkpoint_interval=8"]
