@@ -81,6 +81,12 @@ def test_export_synthetic_roundtrips_through_the_folder_dataset(tmp_path):
         assert torch.equal(folder[i][0], synth[i][0]) and torch.equal(folder[i][1], synth[i][1])
 
 
+def test_export_synthetic_writes_a_split_named_twice_once(tmp_path, capsys):
+    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--splits", "val, val,", "--size", "32", "64", "--length", "2"]) == 0
+    assert "wrote synthetic splits val to" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "s" / "images").iterdir()) == ["val"]
+
+
 def test_data_prepare_cityscapes_through_the_cli(tmp_path, capsys):
     city = tmp_path / "gtFine" / "train" / "aachen"
     city.mkdir(parents=True)

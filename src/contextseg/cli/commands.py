@@ -352,7 +352,7 @@ def cmd_data(args) -> int:
         print(f"wrote {written} *_labelTrainIds.png files under {args.root}")
         return 0
     if args.data_command == "export-synthetic":
-        splits = [s for s in args.splits.split(",") if s]
+        splits = list(dict.fromkeys(s.strip() for s in args.splits.split(",") if s.strip()))  # each split once
         data.export_synthetic(args.out, splits=splits, size=tuple(args.size), length=args.length, seed=args.seed, overwrite=args.overwrite)
         print(f"wrote synthetic splits {', '.join(splits)} to {args.out} (folder layout)")
         return 0
