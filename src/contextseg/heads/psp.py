@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..modules.common import ConvBNReLU, resize
+from ..modules.common import AdaptiveAvgPool2d, ConvBNReLU, resize
 from .base import DecodeHead, HeadOutput
 
 __all__ = ["PyramidPoolingModule", "PSPHead"]
@@ -23,7 +23,7 @@ class PyramidPoolingModule(nn.Module):
     def __init__(self, in_channels: int, channels: int, bins: Sequence[int] = (1, 2, 3, 6)) -> None:
         super().__init__()
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBNReLU(in_channels, channels, 1)) for b in bins
+            nn.Sequential(AdaptiveAvgPool2d(b), ConvBNReLU(in_channels, channels, 1)) for b in bins
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -17,7 +17,6 @@ class FCN(Segmentor):
 
 class PSPNet(Segmentor):
     head_cls = PSPHead
-    onnx_any_size = False  # the pyramid's adaptive pooling bins are exported for the traced size
     description = "PSPNet: pyramid pooling bins 1/2/3/6 (Zhao et al., CVPR 2017)"
 
 

@@ -58,9 +58,9 @@ class Segmentor(nn.Module):
     loss_terms: tuple[str, ...] = ()  # the method's own weighted loss terms, besides loss_seg and loss_aux
     aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
     align_corners = False  # how logits are upsampled to the input (HANet's release: True)
-    # whether an ONNX export may take any input height and width: False where a module pools to a
-    # fixed grid the exporter freezes at the traced size (adaptive pooling bins: PSPNet, SPNet) or
-    # the model is tied to its crop (CPNet's prior); the batch size is always free
+    # whether an ONNX export may take any input height and width: False where the model is tied to
+    # its crop (CPNet's prior); adaptive pooling exports through modules.common.adaptive_avg_pool2d,
+    # whose bins follow the input size; the batch size is always free
     onnx_any_size = True
 
     def __init__(

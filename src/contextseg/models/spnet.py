@@ -19,8 +19,6 @@ class SPNet(Segmentor):
     """SPNet. ``spm=True`` (default) inserts strip pooling modules into the ResNet backbone
     (every block of layer4, the last block of layers 1-3); they train at the backbone LR."""
 
-    onnx_any_size = False  # the mixed pooling's adaptive bins are exported for the traced size
-
     head_cls = SPHead
     description = "SPNet: strip pooling in the backbone, mixed pooling in the head (Hou et al., CVPR 2020)"
 

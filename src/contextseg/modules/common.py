@@ -1,4 +1,4 @@
-"""Building blocks shared by every head: conv-BN-ReLU and resizing."""
+"""Building blocks shared by every head: conv-BN-ReLU, exportable adaptive pooling and resizing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBNReLU", "SeparableConvBNReLU", "resize", "precise_dtype", "init_conv_bn", "feature_size"]
+__all__ = ["ConvBNReLU", "SeparableConvBNReLU", "AdaptiveAvgPool2d", "adaptive_avg_pool2d", "resize", "precise_dtype", "init_conv_bn", "feature_size"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -52,6 +52,41 @@ class SeparableConvBNReLU(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
         super().__init__(ConvBNReLU(in_channels, in_channels, kernel_size, dilation=dilation, groups=in_channels), ConvBNReLU(in_channels, out_channels, 1))
 
+
+
+def _bin_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """``(bins, size)``: row r averages inputs ``floor(r size / bins) <= i < ceil((r + 1) size / bins)``,
+    adaptive pooling's bins, built from ``size`` (a traced, possibly symbolic, length)."""
+    i = torch.arange(size, device=like.device)[None, :]
+    r = torch.arange(bins, device=like.device)[:, None]
+    start, end = (r * size) // bins, ((r + 1) * size + bins - 1) // bins
+    return ((i >= start) & (i < end)).to(like.dtype) / (end - start).to(like.dtype)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, output_size: int | Sequence[int | None]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d``, whose bins an exported graph (``torch.export``, ONNX) can take at
+    any input size: eager mode calls torch's op; while exporting, where the op's bins would be frozen
+    at the traced size, it is ``M_h x M_w^T`` with averaging matrices built from the input's height and
+    width (:func:`_bin_matrix`; ``None`` keeps that axis). Same bins, same values up to rounding.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, out_h, out_w)``.
+    """
+    if not torch.compiler.is_exporting():
+        return F.adaptive_avg_pool2d(x, output_size)
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    if out_h is not None:
+        x = torch.einsum("oh,bchw->bcow", _bin_matrix(x.shape[2], out_h, x), x)
+    if out_w is not None:
+        x = torch.einsum("pw,bchw->bchp", _bin_matrix(x.shape[3], out_w, x), x)
+    return x
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` through :func:`adaptive_avg_pool2d`: an ONNX export takes any size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adaptive_avg_pool2d(x, self.output_size)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear", align_corners: bool = False) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import init_conv_bn
+from .common import adaptive_avg_pool2d, init_conv_bn
 
 __all__ = ["HeightAttention", "height_encoding", "row_pool"]
 
@@ -38,21 +38,9 @@ def height_encoding(rows: int, channels: int) -> torch.Tensor:
 def row_pool(low: torch.Tensor, rows: int) -> torch.Tensor:
     """Width-wise average pooling of ``low (B, C, H, W)`` to ``rows`` bins along the height:
     ``(B, C, rows)``, bin r averaging image rows ``floor(r H / rows) <= h < ceil((r + 1) H / rows)``
-    (``F.adaptive_avg_pool2d(low, (rows, 1))``, which eager mode calls).
-
-    While a graph is exported (``torch.export``, ONNX) adaptive pooling would be frozen at the traced
-    height; there the same bins are built from the height as an averaging matrix ``(H, rows)``, so the
-    exported graph takes any height: ``mean_w(low) @ M`` with ``M[h, r] = 1 / |bin r|`` for h in bin r.
-    """
-    if not torch.compiler.is_exporting():
-        return F.adaptive_avg_pool2d(low, (rows, 1))[..., 0]
-    height = low.shape[2]
-    h = torch.arange(height, device=low.device)[:, None]
-    r = torch.arange(rows, device=low.device)[None, :]
-    start = (r * height) // rows
-    end = ((r + 1) * height + rows - 1) // rows
-    inside = ((h >= start) & (h < end)).to(low.dtype)  # (H, rows)
-    return low.mean(dim=3) @ (inside / (end - start).to(low.dtype))
+    (adaptive average pooling to ``(rows, 1)``; :func:`~contextseg.modules.common.adaptive_avg_pool2d`,
+    so that an exported graph takes any height)."""
+    return adaptive_avg_pool2d(low, (rows, 1))[..., 0]
 
 
 class HeightAttention(nn.Module):

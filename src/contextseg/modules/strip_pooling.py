@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import ConvBNReLU, init_conv_bn, resize
+from .common import AdaptiveAvgPool2d, ConvBNReLU, init_conv_bn, resize
 
 __all__ = ["StripPooling", "MixedPooling", "insert_strip_pooling"]
 
@@ -85,9 +85,9 @@ class MixedPooling(nn.Module):
         self.reduce_short = ConvBNReLU(in_channels, c, 1)
         self.reduce_long = ConvBNReLU(in_channels, c, 1)
         self.short_local = _conv_bn(c, c, 3)
-        self.short_pools = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv_bn(c, c, 3)) for s in self.pool_sizes)
-        self.long_w = nn.Sequential(nn.AdaptiveAvgPool2d((1, None)), _conv_bn(c, c, (1, 3)))
-        self.long_h = nn.Sequential(nn.AdaptiveAvgPool2d((None, 1)), _conv_bn(c, c, (3, 1)))
+        self.short_pools = nn.ModuleList(nn.Sequential(AdaptiveAvgPool2d(s), _conv_bn(c, c, 3)) for s in self.pool_sizes)
+        self.long_w = nn.Sequential(AdaptiveAvgPool2d((1, None)), _conv_bn(c, c, (1, 3)))
+        self.long_h = nn.Sequential(AdaptiveAvgPool2d((None, 1)), _conv_bn(c, c, (3, 1)))
         self.short_out = ConvBNReLU(c, c, 3)
         self.long_out = ConvBNReLU(c, c, 3)
         self.merge = _conv_bn(2 * c, in_channels, 1)
