@@ -33,3 +33,17 @@ def test_gradients_flow_through_the_export_form(monkeypatch):
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     x = torch.randn(1, 2, 7, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: adaptive_avg_pool2d(t, (3, 4)), (x,))
+
+
+@pytest.mark.parametrize("height", [1, 3, 5, 6, 15, 16, 17, 24, 37, 45, 100])
+def test_hanet_row_pooling_while_exporting_is_adaptive_pooling_at_any_height(height, monkeypatch):
+    """The averaging-matrix form used while a graph is exported (so an ONNX file takes any height)
+    gives adaptive pooling's bins exactly, fewer image rows than bins included (bins then overlap)."""
+    low = torch.randn(2, 3, height, 7, dtype=torch.float64)
+    expected = F.adaptive_avg_pool2d(low, (16, 1))[..., 0]
+    assert torch.equal(adaptive_avg_pool2d(low, (16, 1))[..., 0], expected)  # eager mode: adaptive pooling itself
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    bins = [(r * height // 16, -(-(r + 1) * height // 16)) for r in range(16)]  # floor, ceil
+    plain = torch.stack([low[:, :, a:b].mean(dim=(2, 3)) for a, b in bins], dim=-1)
+    torch.testing.assert_close(adaptive_avg_pool2d(low, (16, 1))[..., 0], plain, rtol=0, atol=1e-12)
+    torch.testing.assert_close(plain, expected, rtol=0, atol=1e-12)

@@ -88,18 +88,3 @@ def test_training_noise_is_floor_of_a_half_sigma_normal_clamped():
     assert torch.equal(index, (torch.arange(16) + noise).clamp(0, 16))
     assert index.max() == 16  # the table's 17th row is reachable, as in the release
 
-
-@pytest.mark.parametrize("height", [1, 3, 5, 6, 15, 16, 17, 24, 37, 45, 100])
-def test_row_pool_while_exporting_is_adaptive_pooling_at_any_height(height, monkeypatch):
-    """The averaging-matrix form used while a graph is exported (so an ONNX file takes any height)
-    gives adaptive pooling's bins exactly, fewer image rows than bins included (bins then overlap)."""
-    from contextseg.modules.height_attention import row_pool
-
-    low = torch.randn(2, 3, height, 7, dtype=torch.float64)
-    expected = F.adaptive_avg_pool2d(low, (16, 1))[..., 0]
-    assert torch.equal(row_pool(low, 16), expected)  # eager mode: adaptive pooling itself
-    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
-    bins = [(r * height // 16, -(-(r + 1) * height // 16)) for r in range(16)]  # floor, ceil
-    plain = torch.stack([low[:, :, a:b].mean(dim=(2, 3)) for a, b in bins], dim=-1)
-    torch.testing.assert_close(row_pool(low, 16), plain, rtol=0, atol=1e-12)
-    torch.testing.assert_close(plain, expected, rtol=0, atol=1e-12)

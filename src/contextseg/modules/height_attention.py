@@ -18,7 +18,7 @@ from torch import nn
 
 from .common import adaptive_avg_pool2d, init_conv_bn
 
-__all__ = ["HeightAttention", "height_encoding", "row_pool"]
+__all__ = ["HeightAttention", "height_encoding"]
 
 
 def height_encoding(rows: int, channels: int) -> torch.Tensor:
@@ -33,14 +33,6 @@ def height_encoding(rows: int, channels: int) -> torch.Tensor:
     angle = pos / np.power(cycle, 2 * (idx // 2) / channels)
     table = np.where(idx % 2 == 0, np.sin(angle), np.cos(angle))
     return torch.from_numpy(table).float() + 1.0  # float32, then +1 in float32: the release's exact table
-
-
-def row_pool(low: torch.Tensor, rows: int) -> torch.Tensor:
-    """Width-wise average pooling of ``low (B, C, H, W)`` to ``rows`` bins along the height:
-    ``(B, C, rows)``, bin r averaging image rows ``floor(r H / rows) <= h < ceil((r + 1) H / rows)``
-    (adaptive average pooling to ``(rows, 1)``; :func:`~contextseg.modules.common.adaptive_avg_pool2d`,
-    so that an exported graph takes any height)."""
-    return adaptive_avg_pool2d(low, (rows, 1))[..., 0]
 
 
 class HeightAttention(nn.Module):
@@ -98,7 +90,7 @@ class HeightAttention(nn.Module):
     def forward(self, low: torch.Tensor, high: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         if positions is not None and (positions.ndim != 2 or positions.shape[0] != low.shape[0]):
             raise ValueError(f"positions must be (B, H) with B = {low.shape[0]} (one value per image row), got {tuple(positions.shape)}")
-        pooled = row_pool(low, self.rows)  # (B, C_l, rows)
+        pooled = adaptive_avg_pool2d(low, (self.rows, 1))[..., 0]  # (B, C_l, rows); any height when exported
         z = self.reduce(self.dropout(pooled))
         index = self.row_index(positions, low.shape[0], low.device)
         z = z + self.encoding[index].transpose(1, 2).to(z.dtype)  # (B, m, rows)
