@@ -17,6 +17,7 @@ from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import ConfigError, load_config
+from ..engine.precision import inference_precision
 
 
 def _is_rank0() -> bool:
@@ -37,14 +38,17 @@ def cmd_train(args) -> int:
 
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     cfg = load_config(config, overrides)
+    chosen = _resolved_precision(cfg.train.precision, cfg.train.channels_last, cfg.train.device)
     if args.print_config:
         print(cfg.dump(), end="")
+        print(f"# on this machine ({chosen[0]}): {chosen[1].describe()}")
         return 0
     source = config or "the embedded default (synthetic street scenes)"
     if _is_rank0():
         print(
             f"training {cfg.model['name']} ({cfg.model.get('backbone', 'resnet50d')}) on {cfg.data.name} from {source}: "
-            f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}",
+            f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}; "
+            f"{chosen[1].describe()}",
             flush=True,
         )
     start = time.time()
@@ -52,6 +56,15 @@ def cmd_train(args) -> int:
     if _is_rank0():
         print(f"done in {time.time() - start:.0f} s")
     return 0
+
+
+def _resolved_precision(precision: str, channels_last, device_name: str):
+    """``(device, Precision)``: what ``auto`` (or an explicit value) means on this machine."""
+    from ..engine.distributed import resolve_device
+    from ..engine.precision import resolve_precision
+
+    device = resolve_device(device_name)
+    return device, resolve_precision(precision, channels_last, device)
 
 
 # -- checkpoint-based commands -----------------------------------------------------------------
@@ -67,7 +80,7 @@ def _inference_overrides(args) -> list[str]:
 
 
 def cmd_eval(args) -> int:
-    from ..engine.builders import autocast_context, build_eval_dataset
+    from ..engine.builders import build_eval_dataset
     from ..engine.distributed import resolve_device
     from ..engine.evaluate import evaluate, format_results
 
@@ -93,9 +106,10 @@ def cmd_eval(args) -> int:
     base = getattr(dataset.transforms, "base_size", None)
     size = f"test scale {base[0]}x{base[1]} (long x short side)" if base else "the images' own size"
     window = f" (windows {'x'.join(map(str, ev.crop_size or cfg.data.crop_size))})" if ev.mode == "slide" else ""
+    chosen, autocast = inference_precision(model, device, args.precision)
     print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images) at {size}, "
-          f"mode {ev.mode}{window}, scales {ev.scales}, flip {ev.flip}")
-    results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast_context(device, cfg.train.precision),
+          f"mode {ev.mode}{window}, scales {ev.scales}, flip {ev.flip}, {chosen.precision}")
+    results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast,
                        progress=sys.stderr.isatty())  # a progress bar on a terminal only, never into a log file
     print(format_results(results, dataset.classes))
     if args.plots:
@@ -221,7 +235,6 @@ def cmd_predict(args) -> int:
     from ..data import colorize
     from ..data.base import DatasetError, read_image
     from ..data.palettes import default_palette
-    from ..engine.builders import autocast_context
     from ..engine.distributed import resolve_device
     from ..engine.pictures.plots import add_legend
 
@@ -231,7 +244,7 @@ def cmd_predict(args) -> int:
     model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
     ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
     palette = [tuple(c) for c in model.meta.get("palette") or default_palette(model.num_classes)]
-    ctx = autocast_context(device, cfg.train.precision)
+    _, ctx = inference_precision(model, device, args.precision)
     done, failed = 0, []
     for path, label_path, overlay_path in targets:
         try:

@@ -44,10 +44,12 @@ class Demo:
     """The page's logic, without Gradio: loaded models, segmentation and the context view (the
     browser test drives the page; these methods are what its callbacks call)."""
 
-    def __init__(self, checkpoints: list[Path], device: str = "cpu", max_pixels: int | None = None) -> None:
+    def __init__(self, checkpoints: list[Path], device: str = "cpu", max_pixels: int | None = None, precision: str = "auto") -> None:
         from ..engine.checkpoints.saved_model import load
+        from ..engine.precision import inference_precision
 
         self.models = {name: load(path, device) for name, path in zip(_labels_for(checkpoints), checkpoints)}
+        self.autocast = {name: inference_precision(model, device, precision)[1] for name, model in self.models.items()}
         self.max_pixels = max_pixels
         self.workdir = Path(tempfile.mkdtemp(prefix="contextseg-demo-"))  # uploads, examples, pictures: ours only
 
@@ -105,7 +107,7 @@ class Demo:
         except ValueError:
             raise ValueError(f"scales {scales!r}: give numbers like 0.75, 1.0, 1.25") from None
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast[name]():
             labels = model.predict(rgb, flip=bool(flip), scales=values or [1.0]).cpu().numpy()
         seconds = time.perf_counter() - start
         classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
@@ -225,7 +227,7 @@ def cmd_demo(args) -> int:
         raise ValueError("the demo needs Gradio: pip install 'contextseg[demo]'") from None
     from ..engine.distributed import resolve_device
 
-    demo = Demo(checkpoints, str(resolve_device(args.device)), args.max_pixels)
+    demo = Demo(checkpoints, str(resolve_device(args.device)), args.max_pixels, args.precision)
     try:
         page = build_page(demo)
         print(f"contextseg demo: {', '.join(demo.models)}; Gradio prints the address below (Ctrl-C stops it)", flush=True)

@@ -78,6 +78,12 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", type=_floats, help="test-time scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
     p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_precision_option(p)
+
+
+def _add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="autocast precision (auto: bf16 where the CPU or GPU computes it natively, fp16 on older tensor-core GPUs, fp32 elsewhere)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", "--batch-size", dest="batch_size", type=_count(1, 4096), default=1)
     p.add_argument("--repeats", type=_count(1, 10000), default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    _add_precision_option(p)
     p.add_argument("--train", action="store_true", help="time forward+backward of a training step instead")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compilation happens in the untimed warm-up)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for the model and its input")
+    p.add_argument("--channels-last", choices=("auto", "true", "false"), default="auto", help="NHWC memory format for the model and its input (auto: on for the CPU, and on CUDA with bf16/fp16)")
     p.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
 
     p = sub.add_parser("demo", help="a page on this machine to try models on photos and see their context (pip install 'contextseg[demo]')")
@@ -166,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (default: this machine only)")
     p.add_argument("--port", type=_count(1, 65535), help="the port (default: 7860 or the next free one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    _add_precision_option(p)
     p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
 
     p = sub.add_parser("export", help="export a checkpoint for deployment")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from contextlib import nullcontext
 
 import torch
 
@@ -14,6 +12,7 @@ from ..data.transforms import EvalTransform, TrainTransform
 from ..models import Segmentor, create_model, get_model_class
 from ..modules.common import feature_size
 from .config import Config, ConfigError
+from .precision import autocast_context
 
 __all__ = ["train_transform", "build_train_dataset", "build_eval_dataset", "build_model", "feature_size", "size_warnings", "class_balance_weights", "autocast_context"]
 
@@ -130,10 +129,3 @@ def build_model(cfg: Config, num_classes: int, ignore_index: int = 255, class_we
             )
     return model
 
-
-def autocast_context(device: torch.device, precision: str):
-    """A zero-argument context factory for ``precision`` (fp32: no autocast)."""
-    if precision == "fp32":
-        return nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)

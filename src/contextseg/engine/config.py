@@ -172,8 +172,8 @@ class TrainConfig:
     paramwise: list = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
     grad_clip: float | None = None
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation (e.g. 0.999)
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    channels_last: bool = False  # NHWC memory format (faster convolutions on recent CPUs and GPUs)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: bf16 on CPUs and GPUs that compute it natively, fp16 on older tensor-core GPUs, fp32 elsewhere (engine/precision.py)
+    channels_last: bool | str = "auto"  # NHWC memory format: true | false | auto (on for the CPU, and on CUDA with bf16/fp16)
     compile: bool = False  # torch.compile the training forward (benchmarks/README.md: what it gives here)
     sync_bn: bool = True  # SyncBatchNorm when distributed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -376,8 +376,10 @@ def _check(data: DataConfig, train: TrainConfig, ev: EvalConfig, source: str) ->
         raise ConfigError(f"{source}: train.ema is the averaging decay in (0, 1), e.g. 0.999, or null; got {train.ema!r}")
     if len(train.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in train.betas):
         raise ConfigError(f"{source}: train.betas must be two numbers in [0, 1), got {train.betas!r}")
-    if train.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"{source}: train.precision must be fp32, bf16 or fp16, got {train.precision!r}")
+    if train.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"{source}: train.precision must be auto, fp32, bf16 or fp16, got {train.precision!r}")
+    if train.channels_last not in (True, False, "auto"):  # the type check has refused numbers
+        raise ConfigError(f"{source}: train.channels_last must be true, false or auto, got {train.channels_last!r}")
     for key in ("max_iters", "batch_size", "accumulate_steps", "log_interval", "eval_interval", "checkpoint_interval"):
         if int(getattr(train, key)) < 1:
             raise ConfigError(f"{source}: train.{key} must be >= 1, got {getattr(train, key)!r}")

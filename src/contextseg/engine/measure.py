@@ -77,14 +77,18 @@ def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int,
 
 
 def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool,
-              compile: bool = False, channels_last: bool = False) -> dict:
-    from .builders import autocast_context
+              compile: bool = False, channels_last: bool | str = False) -> dict:
+    """One row of ``contextseg bench``; ``precision`` and ``channels_last`` may be ``auto``
+    (:func:`~contextseg.engine.precision.resolve_precision`), the row gives what they resolved to."""
     from .distributed import resolve_device
+    from .precision import autocast_context, resolve_precision
 
     dev = resolve_device(device)
+    chosen = resolve_precision(precision, {"true": True, "false": False}.get(channels_last, channels_last), dev)
+    precision, channels_last = chosen.precision, chosen.channels_last
     torch.manual_seed(0)
     plain = build_for_input(name, backbone, num_classes, tuple(size)).to(dev)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = chosen.memory_format
     plain = plain.to(memory_format=memory_format)
     params = sum(p.numel() for p in plain.parameters())
     model = torch.compile(plain) if compile else plain

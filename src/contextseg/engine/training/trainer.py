@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from ...data.transforms import rescale_size
 from ..builders import (
-    autocast_context,
     build_eval_dataset,
     build_model,
     build_train_dataset,
@@ -53,6 +52,7 @@ from ..distributed import (
 )
 from ..evaluate import evaluate, format_results
 from ..log import get_logger, setup_logging
+from ..precision import Precision, autocast_context, resolve_precision
 from .optim import build_optimizer, build_scheduler
 from .sampler import InfiniteSampler, SeededDraws
 
@@ -113,7 +113,10 @@ class Trainer:
         self.classes = list(self.train_set.classes)
         self.palette = [list(map(int, c)) for c in self.train_set.palette]
 
-        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        self.precision = resolve_precision(tc.precision, tc.channels_last, self.device)
+        if is_main_process():
+            log.info("%s", self.precision.describe())
+        self.memory_format = self.precision.memory_format
         self.model = self.model.to(memory_format=self.memory_format)
         if self.distributed and tc.sync_bn:
             if self.device.type == "cuda":
@@ -124,8 +127,8 @@ class Trainer:
         self.ema = ModelEmaV3(self.model, decay=float(tc.ema), use_warmup=True, warmup_power=0.75) if tc.ema else None
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, tc)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
-        self.autocast = autocast_context(self.device, tc.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.precision == "fp16")
+        self.autocast = autocast_context(self.device, self.precision.precision)
         self.iteration = 0
         self.phase_seconds: dict[str, float] = {}  # cumulative wall time of data / forward / backward / step
         self.best_miou = -1.0
@@ -180,6 +183,7 @@ class Trainer:
             "metrics": self.last_results,
             "rng": self._rng_states(),
             "config": self.cfg.to_dict(),
+            "precision": self.precision.to_dict(),  # what train.precision / channels_last resolved to
             "classes": self.classes,
             "palette": self.palette,
             "base_size": list(self.val_set.transforms.base_size) if getattr(self.val_set.transforms, "base_size", None) else None,
@@ -201,6 +205,7 @@ class Trainer:
             raise ConfigError(f"cannot resume from {path}: it is not a training checkpoint (it has no {', '.join(lacking)}: a stripped or exported model?); "
                               "resume from the last.pt a training wrote, or start from these weights with a fresh train.work_dir")
         _check_same_model(ckpt, self.cfg, path, self.model.num_classes)
+        self._keep_resolved_precision(ckpt.get("precision"), path)
         if not isinstance(ckpt["model"], dict):
             raise ConfigError(f"cannot resume from {path}: its model entry is a {type(ckpt['model']).__name__}, not weights")
         try:
@@ -239,6 +244,28 @@ class Trainer:
         self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
         if is_main_process():
             log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def _keep_resolved_precision(self, saved, path: Path) -> None:
+        """A run resumed with ``auto`` keeps the precision and memory format it started with (its
+        checkpoint's), so that it continues as it would have on the machine that started it."""
+        if not isinstance(saved, dict) or saved.get("precision") not in ("fp32", "bf16", "fp16") or not isinstance(saved.get("channels_last"), bool):
+            return
+        tc = self.cfg.train
+        precision = saved["precision"] if tc.precision == "auto" else self.precision.precision
+        channels_last = saved["channels_last"] if tc.channels_last == "auto" else self.precision.channels_last
+        if (precision, channels_last) == (self.precision.precision, self.precision.channels_last):
+            return
+        if is_main_process():
+            log.warning("resuming %s, which trained in %s%s: keeping that (auto on this machine would choose %s%s); set train.precision "
+                        "and train.channels_last to change it", path, precision, ", channels_last" if channels_last else "",
+                        self.precision.precision, ", channels_last" if self.precision.channels_last else "")
+        self.precision = Precision(precision, channels_last, f"kept from {path.name}, where it was: {saved.get('reason', 'not recorded')}")
+        self.memory_format = self.precision.memory_format
+        self.model.to(memory_format=self.memory_format)
+        if self.ema is not None:
+            self.ema.module.to(memory_format=self.memory_format)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.autocast = autocast_context(self.device, precision)
 
     # -- logging -------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -283,6 +310,7 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.work_dir / "config.yaml", self.cfg.dump())
             self._open_tensorboard()
+        self._log({"event": "precision", "iter": self.iteration, **self.precision.to_dict()})
         drawn = self.iteration * self.batch_per_rank * tc.accumulate_steps  # samples this rank has drawn
         loader = DataLoader(
             SeededDraws(self.train_set, tc.seed),
@@ -370,7 +398,7 @@ class Trainer:
                     raise FloatingPointError(
                         f"non-finite loss {loss.item()} at iteration {self.iteration + 1} "
                         f"({ {k: float(v) for k, v in losses.items()} }); lower train.lr"
-                        + (" or use precision fp32" if tc.precision != "fp32" else "")
+                        + (" or use train.precision=fp32" if self.precision.precision != "fp32" else "")
                     )
                 self.scaler.scale(loss / steps).backward()
             values = torch.stack([v.detach().float() for v in losses.values()]) / steps
@@ -401,7 +429,7 @@ class Trainer:
         raise FloatingPointError(
             f"the weights became non-finite at iteration {self.iteration + 1} (in {', '.join(bad[:3])}"
             f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}); the run diverged: lower train.lr"
-            + (" or use precision fp32" if self.cfg.train.precision != "fp32" else "")
+            + (" or use train.precision=fp32" if self.precision.precision != "fp32" else "")
             + f"; {self.work_dir / 'last.pt'} keeps the last good state"
         )
 
