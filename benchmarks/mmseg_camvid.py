@@ -32,7 +32,8 @@ training seconds, peak resident memory of the process). A finished run is skippe
     python benchmarks/mmseg_camvid.py --library contextseg --seeds 0 1 2
     python benchmarks/mmseg_camvid.py --table                   # either venv: the side-by-side table
     python benchmarks/mmseg_camvid.py --timing 40 --mmseg-python MMSEG_VENV/bin/python \\
-        --contextseg-python .venv/bin/python                   # s/it of both, alternating, quiet machine
+        --contextseg-python .venv/bin/python                   # s/it: contextseg's default and fp32,
+                                                               # mmseg's default and bf16 AMP, in turn
 
 Never a dependency of the package or CI.
 """
@@ -85,7 +86,7 @@ def sqrt_median_frequency_weights(root: Path) -> list[float]:
 # mmsegmentation side (runs in the mmseg venv)
 
 
-def mmseg_config(root: Path, work_dir: Path, seed: int, max_iters: int = MAX_ITERS) -> dict:
+def mmseg_config(root: Path, work_dir: Path, seed: int, max_iters: int = MAX_ITERS, amp: str | None = None) -> dict:
     norm = dict(type="BN", requires_grad=True)
     weights = sqrt_median_frequency_weights(root)
 
@@ -139,7 +140,7 @@ def mmseg_config(root: Path, work_dir: Path, seed: int, max_iters: int = MAX_ITE
         val_evaluator=dict(type="IoUMetricPerClass", iou_metrics=["mIoU"]),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters),
         val_cfg=dict(type="ValLoop"),
-        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, betas=(0.9, 0.999), weight_decay=WEIGHT_DECAY),
+        optim_wrapper=dict(**(dict(type="AmpOptimWrapper", dtype=amp) if amp else dict(type="OptimWrapper")), optimizer=dict(type="AdamW", lr=LR, betas=(0.9, 0.999), weight_decay=WEIGHT_DECAY),
                            paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0)),
         param_scheduler=[
             dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=WARMUP),
@@ -227,14 +228,14 @@ def register_mmseg_extras() -> dict:
     return timing
 
 
-def run_mmseg(root: Path, work: Path, seed: int, max_iters: int) -> dict:
+def run_mmseg(root: Path, work: Path, seed: int, max_iters: int, amp: str | None = None) -> dict:
     import torch
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     timing = register_mmseg_extras()
-    cfg = Config(mmseg_config(root, work, seed, max_iters))
+    cfg = Config(mmseg_config(root, work, seed, max_iters, amp))
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -310,11 +311,12 @@ def check_backbone() -> None:
 # contextseg side (runs in contextseg's venv)
 
 
-def run_contextseg(root: Path, work: Path, seed: int, max_iters: int, python: str = sys.executable, log_interval: int | None = None) -> dict:
+def run_contextseg(root: Path, work: Path, seed: int, max_iters: int, python: str = sys.executable, log_interval: int | None = None,
+                   overrides: tuple[str, ...] = ()) -> dict:
     """``contextseg train`` on the recipe in a child process; the whole-loop seconds per iteration
     come from its log (``sec_per_iter`` of each log interval covers data loading too)."""
     command = [python, "-m", "contextseg", "train", str(RECIPE), f"train.work_dir={work}", f"train.seed={seed}",
-               f"data.root={root}", f"train.max_iters={max_iters}", f"train.eval_interval={max_iters}"]
+               f"data.root={root}", f"train.max_iters={max_iters}", f"train.eval_interval={max_iters}", *overrides]
     if log_interval is not None:
         command.append(f"train.log_interval={log_interval}")
     start = time.perf_counter()
@@ -355,34 +357,62 @@ def run_contextseg(root: Path, work: Path, seed: int, max_iters: int, python: st
 # ---------------------------------------------------------------------------------------------
 
 
-def timing(root: Path, iters: int, rounds: int, mmseg_python: str, contextseg_python: str) -> str:
-    """Seconds per iteration of the whole training loop (data loading included), both libraries
-    alternating (mmseg, contextseg, mmseg, ...) so that a noisy machine hurts both alike: each round
-    is a fresh ``iters``-iteration run of the recipe; its first 5 iterations (warm-up) are dropped,
-    then the median; the table gives each round and the median over rounds."""
+# what --timing runs, in this order each round: (library, overrides or mmseg's AMP dtype)
+TIMING_VARIANTS = {
+    "contextseg default": ("contextseg", ()),  # train.precision / channels_last: auto
+    "contextseg fp32": ("contextseg", ("train.precision=fp32", "train.channels_last=false")),  # the pre-0.2 default
+    "mmseg default": ("mmseg", None),  # fp32, OptimWrapper
+    "mmseg bf16 AMP": ("mmseg", "bfloat16"),  # mmengine's AmpOptimWrapper(dtype=bfloat16)
+}
+
+
+def timing(root: Path, iters: int, rounds: int, mmseg_python: str, contextseg_python: str, variants: list[str] | None = None) -> str:
+    """Seconds per iteration of the whole training loop (data loading included), every variant of
+    :data:`TIMING_VARIANTS` in turn each round (so that a noisy machine hurts all alike): each run is
+    a fresh ``iters``-iteration run of the recipe; its first 5 iterations (warm-up) are dropped, then
+    the median; the table gives each round, the median over rounds and the ratio to mmseg's
+    default. A variant that cannot run (mmengine's AMP wrapper asserts a GPU) is reported with the
+    line it failed with."""
     import tempfile
 
-    rows, medians = [], {"mmseg": [], "contextseg": []}
+    variants = variants or list(TIMING_VARIANTS)
+    rows, medians, failures = [], {v: [] for v in variants}, {}
     for round_ in range(rounds):
-        for library in ("mmseg", "contextseg"):
+        for variant in variants:
+            if variant in failures:
+                continue
+            library, option = TIMING_VARIANTS[variant]
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp)
                 work = out / library / "seed0"
                 work.mkdir(parents=True)
                 if library == "mmseg":
                     command = [mmseg_python, __file__, "--worker", "0", "--root", str(root), "--out", str(out), "--max-iters", str(iters)]
+                    command += ["--amp", option] if option else []
                     with open(work / "train.log", "a") as log:
-                        subprocess.check_call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                    if code != 0:
+                        lines = [line for line in (work / "train.log").read_text().splitlines() if line.strip()]
+                        failures[variant] = lines[-1] if lines else f"exit code {code}"
+                        print(f"| {round_} | {variant} | failed: {failures[variant]} |", flush=True)
+                        continue
                     seconds = json.loads((work / "result.json").read_text())["iter_seconds"]
                 else:
-                    seconds = run_contextseg(root, work, 0, iters, python=contextseg_python, log_interval=1)["iter_seconds"]
+                    seconds = run_contextseg(root, work, 0, iters, python=contextseg_python, log_interval=1, overrides=option)["iter_seconds"]
             median = statistics.median(seconds[5:])
-            medians[library].append(median)
-            rows.append(f"| {round_} | {library} | {median:.3f} |")
+            medians[variant].append(median)
+            rows.append(f"| {round_} | {variant} | {median:.3f} |")
             print(rows[-1], flush=True)
-    ratio = statistics.median(medians["contextseg"]) / statistics.median(medians["mmseg"])
-    return "\n".join(["| round | library | s/it (median, whole loop) |", "| --- | --- | --- |", *rows,
-                      f"| all | contextseg / mmseg | {statistics.median(medians['contextseg']):.3f} / {statistics.median(medians['mmseg']):.3f} = {ratio:.3f}x |"])
+    reference = statistics.median(medians["mmseg default"]) if medians.get("mmseg default") else None
+    summary = []
+    for variant in variants:
+        if variant in failures:
+            summary.append(f"| all | {variant} | does not run: {failures[variant]} |")
+        elif medians[variant]:
+            value = statistics.median(medians[variant])
+            ratio = f", {value / reference:.3f}x mmseg's default" if reference else ""
+            summary.append(f"| all | {variant} | {value:.3f}{ratio} |")
+    return "\n".join(["| round | variant | s/it (median, whole loop) |", "| --- | --- | --- |", *rows, *summary])
 
 
 def _mean_std(values: list[float]) -> str:
@@ -421,6 +451,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="--timing rounds (default 3)")
     parser.add_argument("--mmseg-python", default=sys.executable, help="the mmseg venv's python (--timing)")
     parser.add_argument("--contextseg-python", default=sys.executable, help="contextseg's venv's python (--timing)")
+    parser.add_argument("--variants", nargs="+", choices=list(TIMING_VARIANTS), help="--timing: which setups (default: all)")
+    parser.add_argument("--amp", choices=["bfloat16", "float16"], help="mmseg: train with mmengine's AmpOptimWrapper in this dtype")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out, root = Path(args.out), Path(args.root)
@@ -431,7 +463,7 @@ def main() -> None:
         print(table(out))
         return
     if args.timing:
-        print(timing(root, args.timing, args.rounds, args.mmseg_python, args.contextseg_python))
+        print(timing(root, args.timing, args.rounds, args.mmseg_python, args.contextseg_python, args.variants))
         return
     if args.library is None and args.worker is None:
         parser.error("give --library mmseg|contextseg, --check-backbone or --table")
@@ -439,7 +471,7 @@ def main() -> None:
         parser.error(f"--root {root}: expected CamVid's train/ and trainannot/ folders there")
     if args.worker is not None:  # one mmseg training in this process
         work = out / "mmseg" / f"seed{args.worker}"
-        result = run_mmseg(root, work, args.worker, args.max_iters)
+        result = run_mmseg(root, work, args.worker, args.max_iters, args.amp)
         (work / "result.json").write_text(json.dumps(result, indent=1))
         return
     for seed in args.seeds:

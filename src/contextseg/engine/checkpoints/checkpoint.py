@@ -69,8 +69,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """State dict of ``model`` without a DDP ``module.`` wrapper."""
-    return getattr(model, "module", model).state_dict()
+    """State dict of ``model`` without a DDP ``module.`` wrapper, in the standard (NCHW) layout
+    whatever the training's memory format: the file reads the same into any model, and converts to
+    safetensors, which refuses channels_last strides."""
+    return {k: v.contiguous() for k, v in getattr(model, "module", model).state_dict().items()}
 
 
 def rng_state() -> dict[str, Any]:

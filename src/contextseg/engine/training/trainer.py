@@ -174,7 +174,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "model": model_state(self.model),
-            **({"ema": self.ema.module.state_dict()} if self.ema is not None else {}),
+            **({"ema": model_state(self.ema.module)} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
