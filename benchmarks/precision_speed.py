@@ -96,7 +96,7 @@ def main() -> None:
                 infer[name].append(inference_round(model, dataset, cfg, device, precision, channels_last, args.images))
                 print(f"round {r + 1} {name}: eval {infer[name][-1][0]:.2f} img/s, predict {infer[name][-1][1]:.2f} img/s", flush=True)
     base = next(iter(setups))
-    print(f"\n| setup | train s/it | vs fp32 NCHW | eval img/s | vs fp32 NCHW | predict img/s | vs fp32 NCHW |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| setup | train s/it | vs fp32 NCHW | eval img/s | vs fp32 NCHW | predict img/s | vs fp32 NCHW |\n| --- | --- | --- | --- | --- | --- | --- |")
     for name in setups:
         cells = []
         if train_times[name]:

@@ -852,3 +852,41 @@ def test_out_of_memory_is_one_line(monkeypatch, world, tmp_path):
     monkeypatch.setattr(segmentor, "predict_labels", allocation_fails)
     code, out = run_main(["predict", world["photos"] / "a" / "frame.png", "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
     check(code, out, 2, "out of memory", "smaller")
+
+
+# -- one writer per output, never through a link ------------------------------------------------
+def test_a_second_predict_or_export_into_one_output_is_refused(world, tmp_path):
+    from contextseg.engine.checkpoints.files import output_lock
+
+    out = tmp_path / "preds"
+    with output_lock(out, "--out", "predict"):  # another predict is writing there
+        code, text = run_main(["predict", world["photos"], "--checkpoint", world["ckpt"], "--out", out])
+    check(code, text, 2, "being written by another contextseg predict", "preds")
+    assert not list(out.rglob("*.png"))
+    for fmt, target in (("onnx", tmp_path / "model.onnx"), ("safetensors", tmp_path / "saved")):
+        with output_lock(target, "--out", "export"):
+            code, text = run_main(["export", "--checkpoint", world["ckpt"], "--format", fmt, "--out", target])
+        check(code, text, 2, "being written by another contextseg export")
+        assert not (target.exists() and (target.is_file() or any(target.iterdir())))
+    assert not list(tmp_path.glob(".*contextseg-lock"))  # released locks leave nothing behind
+
+
+def test_outputs_are_never_written_through_a_link(world, tmp_path):
+    victim = tmp_path / "precious.bin"
+    victim.write_bytes(b"the user's data")
+    before = digest([victim])
+    onnx = tmp_path / "model.onnx"
+    onnx.symlink_to(victim)
+    code, text = run_main(["export", "--checkpoint", world["ckpt"], "--out", onnx, "--overwrite"])
+    check(code, text, 2, "model.onnx", "symbolic link")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "model.safetensors").symlink_to(victim)
+    code, text = run_main(["export", "--checkpoint", world["ckpt"], "--format", "safetensors", "--out", saved, "--overwrite"])
+    check(code, text, 2, "model.safetensors", "symbolic link")
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / "classes.txt").symlink_to(victim)
+    code, text = run_main(["data", "export-synthetic", scenes, "--splits", "val", "--length", "1", "--size", "32", "64", "--overwrite"])
+    check(code, text, 2, "classes.txt", "symbolic link")
+    assert digest([victim]) == before

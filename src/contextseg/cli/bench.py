@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.io import write_atomic
 from ..engine.measure import bench_in_subprocess, bench_one
 
 
@@ -33,5 +34,5 @@ def run_bench(args) -> int:
             print(f"{'model':<14} {'params':>9} {'GFLOPs':>16} {'latency':>12} {'peak memory':>13}", flush=True)
         print(f"{r['model']:<14} {r['params_M']:8.2f}M {r['GFLOPs']:9.1f} GFLOPs {r['latency_ms']:9.1f} ms {r['peak_mem_MiB']:9.0f} MiB", flush=True)
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+        write_atomic(Path(args.json_path), json.dumps(rows, indent=2))
     return 0

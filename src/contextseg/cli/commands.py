@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..engine.checkpoints.checkpoint import ensure_writable_folder
-from ..engine.checkpoints.files import atomic_write, write_atomic
+from ..engine.checkpoints.files import atomic_write, output_lock, write_atomic
 from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
@@ -191,10 +190,10 @@ PREDICTION_MARK = "contextseg-predict"  # a PNG text chunk on every label and ov
 
 def _written_by_predict(path: Path) -> bool:
     """Whether ``path`` is a PNG that ``contextseg predict`` wrote (it carries the mark)."""
-    from PIL import Image
+    from ..data.base import open_unchecked
 
     try:
-        with Image.open(path) as img:
+        with open_unchecked(path) as img:  # the header only: no size limit needed, none changed
             return img.format == "PNG" and PREDICTION_MARK in getattr(img, "text", {})
     except (OSError, ValueError, SyntaxError):
         return False
@@ -230,19 +229,26 @@ def _save_png(image, path: Path) -> None:
 
 
 def cmd_predict(args) -> int:
+    from ..engine.distributed import resolve_device
+
+    out = Path(args.out)
+    _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
+    device = resolve_device(args.device)
+    model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
+    ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
+    with output_lock(out, "--out", "predict"):  # one writer per folder; its targets checked again under the lock
+        targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
+        return _predict_into(args, model, device, out, targets)
+
+
+def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path, Path]]) -> int:
     from PIL import Image
 
     from ..data import colorize
     from ..data.base import DatasetError, read_image
     from ..data.palettes import default_palette
-    from ..engine.distributed import resolve_device
     from ..engine.pictures.plots import add_legend
 
-    out = Path(args.out)
-    targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
-    device = resolve_device(args.device)
-    model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
-    ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
     palette = [tuple(c) for c in model.meta.get("palette") or default_palette(model.num_classes)]
     _, ctx = inference_precision(model, device, args.precision)
     done, failed = 0, []
@@ -318,7 +324,8 @@ def cmd_convert(args) -> int:
         raise ConfigError(f"--out {args.out!r}: a converted backbone is written as a .safetensors file")
     name, state = from_encoding_resnet(args.checkpoint)
     ensure_writable_folder(out.parent, "--out")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    with atomic_write(out) as tmp:  # whole or not at all, never through a link
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     print(f"wrote {out}: train with model.backbone={name} model.pretrained_backbone={out}")
     return 0
 

@@ -27,6 +27,7 @@ def _check_saved_model_target(out: Path, overwrite: bool) -> None:
 
 def run_export(args) -> int:
     from ..engine.checkpoints.checkpoint import ensure_writable_folder
+    from ..engine.checkpoints.files import output_lock
     from ..engine.checkpoints.saved_model import load_checkpoint_model, save_pretrained
 
     overwrite = getattr(args, "overwrite", False)
@@ -40,7 +41,9 @@ def run_export(args) -> int:
     model, cfg, _ = load_checkpoint_model(args.checkpoint, torch.device("cpu"))
     if args.format == "safetensors":
         ensure_writable_folder(out, "--out")
-        save_pretrained(model, out)
+        with output_lock(out, "--out", "export"):  # one writer; the target checked again under the lock
+            _check_saved_model_target(out, overwrite)
+            save_pretrained(model, out)
         print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} (load with contextseg.from_pretrained)")
         return 0
     size = tuple(args.size) if args.size else tuple(cfg.data.crop_size)
@@ -54,10 +57,15 @@ def run_export(args) -> int:
     ensure_writable_folder(out.parent, "--out")
     try:
         from ..engine.onnx_export import export_onnx
-
-        metadata = export_onnx(model, out, size, args.opset)
     except ImportError as exc:
         raise ValueError(f"ONNX export needs the onnx extra: pip install 'contextseg[onnx]' ({exc})") from None
+    with output_lock(out, "--out", "export"):
+        if out.exists() and not overwrite:  # written by another run since the check above
+            raise ValueError(f"--out {args.out!r} exists; add --overwrite to replace it")
+        try:
+            metadata = export_onnx(model, out, size, args.opset)
+        except ImportError as exc:
+            raise ValueError(f"ONNX export needs the onnx extra: pip install 'contextseg[onnx]' ({exc})") from None
     import json
 
     shape = "(N, 3, H, W): any batch and size" if json.loads(metadata["input"])["height"] is None else f"(N, 3, {size[0]}, {size[1]}): any batch, this size only"

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import warnings
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 IGNORE_INDEX = 255
@@ -83,17 +83,40 @@ def _check_pixels(width: int, height: int, what: str, limit: int | None) -> None
         )
 
 
+def open_unchecked(path: Path) -> Image.Image:
+    """``Image.open(path)`` without PIL's decompression-bomb check, which reads the process-wide
+    ``Image.MAX_IMAGE_PIXELS``: callers check their own, settable limit on the header instead
+    (:func:`_check_pixels`), and nothing global is changed to get there, not even briefly (the demo
+    reads uploads in threads). The same plugin walk as ``Image.open``: every registered format whose
+    ``accept`` takes the file's first bytes, in PIL's order; the file closes with the image."""
+    Image.init()  # every plugin registered (Image.open does this lazily)
+    fp = open(path, "rb")
+    try:
+        prefix = fp.read(16)
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            result = not accept or accept(prefix)
+            if not result or isinstance(result, str):  # a str is PIL's "looks like it, but unsupported"
+                continue
+            try:
+                fp.seek(0)
+                img = factory(fp, str(path))
+            except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open skips a plugin on
+                continue
+            img._exclusive_fp = True  # closing the image closes the file, as with Image.open(path)
+            return img
+    except BaseException:
+        fp.close()
+        raise
+    fp.close()
+    raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}")
+
+
 @contextlib.contextmanager
 def _open_image(path: Path, what: str, limit: int | None):
-    """``Image.open`` of an untrusted file with our pixel limit checked on the header before
-    anything is decoded (PIL's own bomb check is replaced by it, so that the limit is settable)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            img = Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
+    """An untrusted image file opened with our pixel limit checked on the header before anything is
+    decoded (PIL's own bomb check is skipped by :func:`open_unchecked`, so that the limit is settable)."""
+    img = open_unchecked(path)
     with img:
         _check_pixels(*img.size, f"{what} {path}", limit)
         yield img
@@ -208,7 +231,7 @@ def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image file as displayed (EXIF orientation applied), read from its header."""
     try:
-        with Image.open(path) as img:
+        with open_unchecked(path) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
             return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .base import FileSegmentationDataset, read_mask
+from .io import atomic_write
 from .palettes import CITYSCAPES_CLASSES, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -76,6 +77,7 @@ def prepare_cityscapes(root: str | Path) -> int:
         target = label_ids.with_name(label_ids.name[: -len(LABELID_SUFFIX)] + TRAINID_SUFFIX)
         if target.exists():
             continue
-        Image.fromarray(table[read_mask(label_ids).astype(np.uint8)]).save(target)
+        with atomic_write(target) as tmp:  # whole or not at all, never through a link
+            Image.fromarray(table[read_mask(label_ids).astype(np.uint8)]).save(tmp, format="PNG")
         written += 1
     return written

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import IMAGE_EXTENSIONS, DatasetError, FileSegmentationDataset
+from .io import write_atomic
 from .palettes import default_palette
 
 
@@ -74,5 +75,5 @@ def read_palette(path: Path, num_classes: int) -> list[tuple[int, int, int]]:
 def write_class_files(root: Path, classes, palette) -> None:
     """Write ``classes.txt`` and ``palette.txt`` for a folder dataset."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
-    (root / "palette.txt").write_text("".join(f"{r} {g} {b}\n" for r, g, b in palette))
+    write_atomic(root / "classes.txt", "".join(f"{name}\n" for name in classes))
+    write_atomic(root / "palette.txt", "".join(f"{r} {g} {b}\n" for r, g, b in palette))

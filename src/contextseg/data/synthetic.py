@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .base import SegmentationDataset
+from .io import atomic_write
 from .folder import write_class_files
 from .palettes import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
 
@@ -447,6 +448,7 @@ def export_synthetic(
         digits = max(5, len(str(len(dataset))))
         for i in range(len(dataset)):
             image, label, _ = dataset.render(i)
-            Image.fromarray(image).save(image_dir / f"{i:0{digits}d}.png", compress_level=1)
-            Image.fromarray(label).save(mask_dir / f"{i:0{digits}d}.png", compress_level=1)
+            for array, folder in ((image, image_dir), (label, mask_dir)):
+                with atomic_write(folder / f"{i:0{digits}d}.png") as tmp:  # whole or not at all, never through a link
+                    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
     return out

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
-
 from ..data import DATASETS, build_dataset
 from ..data.base import DatasetError, median_frequency_weights
 from ..data.transforms import EvalTransform, TrainTransform

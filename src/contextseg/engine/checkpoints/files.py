@@ -1,5 +1,6 @@
 """Files: the one reader of torch files (every checkpoint, converter input and zoo file goes
-through it, with ``weights_only=True``: they are untrusted input) and the writable-folder check."""
+through it, with ``weights_only=True``: they are untrusted input), the writable-folder check and
+the output locks; the atomic writer lives in :mod:`contextseg.data.io` for every layer."""
 
 from __future__ import annotations
 
@@ -9,58 +10,14 @@ import socket
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
-__all__ = ["read_torch_file", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy", "atomic_write", "write_atomic", "WriteFailed"]
+from ...data.io import WriteFailed, append_no_follow, atomic_write, write_atomic
 
-
-class WriteFailed(OSError):
-    """A file could not be written (disk full, quota, permissions); the message names it and says
-    that no partial file was left: the previous version, if any, is unchanged."""
-
-    def __str__(self) -> str:
-        return self.args[1] if len(self.args) > 1 else super().__str__()
-
-
-@contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Write ``path`` through a temporary file in the same folder, renamed over ``path`` only when
-    the writing code finished: readers never see a partial file and a failure (a full disk, a
-    kill) leaves the previous file as it was. Yields the temporary path to write to; any failure is
-    :class:`WriteFailed` naming ``path``."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise WriteFailed(exc.errno or errno.EIO, f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:  # on disk before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-            raise
-        oserror = exc if isinstance(exc, OSError) else next((e for e in (exc.__cause__, exc.__context__) if isinstance(e, OSError)), None)
-        if oserror is None and not isinstance(exc, RuntimeError):
-            raise  # a bug in the writing code, not a failed write
-        reason = (oserror.strerror if oserror is not None and oserror.strerror else " ".join(str(exc).split())[:200]) or type(exc).__name__
-        code = oserror.errno if oserror is not None and oserror.errno else errno.EIO
-        raise WriteFailed(code, f"cannot write {path}: {reason}; nothing partial was left (any previous {path.name} is unchanged)") from None
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """``data`` into ``path`` with :func:`atomic_write`."""
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    return Path(path)
+__all__ = ["read_torch_file", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy", "OutputLock", "OutputBusy", "output_lock", "append_no_follow", "atomic_write", "write_atomic", "WriteFailed"]
 
 
 def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu", safe_globals: Sequence[Any] = (), error: type[Exception] = ValueError) -> Any:
@@ -104,54 +61,96 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
     return folder
 
 
-class WorkDirBusy(ValueError):
-    """Another process is training in this work dir."""
+class OutputBusy(ValueError):
+    """Another process is writing the same output."""
 
 
-class WorkDirLock:
-    """An exclusive lock on a work dir while a training writes to it: ``work_dir/.lock``, held with
-    ``fcntl.flock`` on an open file for the trainer's lifetime and holding ``pid host start-time``.
+class OutputLock:
+    """An exclusive lock on an output (a work dir, a predict folder, an exported file) while one
+    process writes it: the file ``lock_path``, held with ``fcntl.flock`` for the writer's lifetime
+    and holding ``pid host start-time``.
 
-    A second training in the same folder fails at once with :class:`WorkDirBusy` naming the first's
-    pid; a lock left by a killed process is no lock at all (the kernel drops ``flock`` locks with the
-    process), so a stale ``.lock`` file is taken over. Where ``fcntl`` does not exist (Windows) the
-    lock is a no-op. Only rank 0 takes it: it is the only process that writes there."""
+    A second writer fails at once with :class:`OutputBusy` (``busy`` says what to do); a lock left
+    by a killed process is no lock at all (the kernel drops ``flock`` locks with the process), so a
+    stale lock file is taken over. Race-free: the lock file is never written through a link, a
+    writer that locked a file another one has just removed tries again, and release removes the
+    path while still holding the lock, so two writers never hold locks on two different files at
+    the same path. Where ``fcntl`` does not exist (Windows) the lock is a no-op."""
 
-    def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder) / ".lock"
-        self._file = None
+    def __init__(self, lock_path: str | Path, busy: str) -> None:
+        self.path = Path(lock_path)
+        self.busy = busy
+        self._fd: int | None = None
 
-    def acquire(self) -> "WorkDirLock":
+    def acquire(self):
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             return self
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().split()
-            handle.close()
-            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
-            raise WorkDirBusy(f"train.work_dir {str(self.path.parent)!r} is in use by a training that is still running ({who}); "
-                              "wait for it to finish, or give this run another train.work_dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-        handle.flush()
-        self._file = handle
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP or self.path.is_symlink():
+                    raise OutputBusy(f"{self.path} is a symbolic link; contextseg never writes through a link: remove it") from None
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+                os.close(fd)
+                who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+                raise OutputBusy(self.busy.format(who=who)) from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file its holder removed on release: lock the one at the path now
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+        self._fd = fd
         return self
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file drops the flock
-            self._file = None
-            self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while the lock is held: a waiting writer re-checks the path
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
-    def __enter__(self) -> "WorkDirLock":
+    def __enter__(self):
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
 
+
+def output_lock(out: str | Path, option: str, command: str) -> OutputLock:
+    """The (not yet acquired) lock of one command's output ``out``, a file or a folder:
+    ``.<name>.contextseg-lock`` beside it, so that two runs never write one output at once."""
+    out = Path(out)
+    return OutputLock(out.parent / f".{out.name}.contextseg-lock",
+                      f"{option} {str(out)!r} is being written by another contextseg {command} that is still running ({{who}}); "
+                      f"wait for it to finish, or choose another {option}")
+
+
+class WorkDirBusy(OutputBusy):
+    """Another process is training in this work dir."""
+
+
+class WorkDirLock(OutputLock):
+    """The lock of a work dir while a training writes to it: ``work_dir/.lock`` (see
+    :class:`OutputLock`). Only rank 0 takes it: it is the only process that writes there."""
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__(Path(folder) / ".lock", f"train.work_dir {str(folder)!r} is in use by a training that is still running ({{who}}); "
+                                                  "wait for it to finish, or give this run another train.work_dir")
+
+    def acquire(self) -> "WorkDirLock":
+        try:
+            return super().acquire()
+        except OutputBusy as exc:
+            if isinstance(exc, WorkDirBusy):
+                raise
+            raise WorkDirBusy(str(exc)) from None

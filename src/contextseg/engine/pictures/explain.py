@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.base import as_rgb_array
+from ...data.io import atomic_write
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from ...heads.base import ContextMap
 from ...models import Segmentor
@@ -146,8 +147,11 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
         else:
             fig = _draw_class_bars(plt, e, maps)
         path = out_dir / f"{stem}_{group}.png"
-        fig.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            with atomic_write(path) as tmp:  # whole or not at all, never through a link
+                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
+        finally:
+            plt.close(fig)
         written.append(path)
     return written
 

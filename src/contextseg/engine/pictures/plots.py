@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ...data.io import atomic_write
+
 __all__ = ["pyplot", "plot_class_iou", "plot_confusion", "class_iou_figure", "confusion_figure", "add_legend"]
 
 
@@ -78,8 +80,11 @@ def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str],
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    pyplot().close(fig)
+    try:
+        with atomic_write(path) as tmp:  # whole or not at all, never through a link
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    finally:
+        pyplot().close(fig)
     return path
 
 

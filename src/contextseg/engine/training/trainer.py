@@ -27,7 +27,7 @@ from ..builders import (
     size_warnings,
     train_transform,
 )
-from ..checkpoints.files import WorkDirLock, WriteFailed, write_atomic
+from ..checkpoints.files import WorkDirLock, append_no_follow, write_atomic
 from ..checkpoints.saved_model import load_weights_checked
 from ..checkpoints.checkpoint import (
     ensure_writable_folder,
@@ -272,11 +272,8 @@ class Trainer:
         if not is_main_process():
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(self.work_dir / "log.jsonl", "a") as f:
-                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-        except OSError as exc:  # a full disk: one line naming the file (a torn last line is dropped on resume)
-            raise WriteFailed(exc.errno or 5, f"cannot append to {self.work_dir / 'log.jsonl'}: {exc.strerror or exc}") from None
+        # a full disk or a link at log.jsonl: one line naming the file (a torn last line is dropped on resume)
+        append_no_follow(self.work_dir / "log.jsonl", json.dumps({"time": round(time.time(), 3), **record}) + "\n")
         if self._tb is not None:
             step = record.get("iter", self.iteration)
             for key, value in record.items():

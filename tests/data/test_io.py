@@ -1,0 +1,63 @@
+"""The one writer of every file the project writes: whole or not at all, never through a link, with
+the user's umask."""
+
+import os
+import stat
+
+import pytest
+
+from contextseg.data.io import WriteFailed, append_no_follow, atomic_write, write_atomic
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A file the user cares about, and a link to it where contextseg will write."""
+    target = tmp_path / "precious.txt"
+    target.write_text("the user's data\n")
+    link = tmp_path / "out" / "written.txt"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    return target, link
+
+
+def test_a_link_at_the_destination_is_refused_and_its_target_untouched(victim):
+    target, link = victim
+    before = (target.read_bytes(), target.stat().st_mtime_ns)
+    with pytest.raises(WriteFailed, match=r"written.txt: it is a symbolic link .*never writes through a link"):
+        write_atomic(link, "new contents")
+    with pytest.raises(WriteFailed, match="symbolic link"):
+        append_no_follow(link, "a log line\n")
+    assert (target.read_bytes(), target.stat().st_mtime_ns) == before
+    assert link.is_symlink() and sorted(p.name for p in link.parent.iterdir()) == ["written.txt"]  # no temporary left
+
+
+def test_a_link_put_there_while_writing_is_refused_too(victim, tmp_path):
+    target, _ = victim
+    path = tmp_path / "out" / "late.txt"
+    with pytest.raises(WriteFailed, match="symbolic link"):
+        with atomic_write(path) as tmp:
+            tmp.write_text("new")
+            path.symlink_to(target)  # a race: another process links the destination meanwhile
+    assert target.read_text() == "the user's data\n"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+        append_no_follow(tmp_path / "log.jsonl", "{}\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "log.jsonl").stat().st_mode) == mode
+
+
+def test_a_failed_write_leaves_the_previous_file(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text("old")
+    with pytest.raises(WriteFailed, match="nothing partial was left"):
+        with atomic_write(path) as tmp:
+            tmp.write_text("half")
+            raise OSError(28, "No space left on device")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.json"]
