@@ -116,3 +116,25 @@ def test_eval_mmseg_compat_resizes_without_antialiasing(trained, monkeypatch, ca
     assert main(["eval", "--checkpoint", checkpoint, "--mmseg-compat", "data.base_size=[48, 24]"]) == 0
     assert main(["eval", "--checkpoint", checkpoint, "data.base_size=[48, 24]"]) == 0
     assert seen == [False, True] and "mIoU" in capsys.readouterr().out
+
+
+def test_a_bug_is_reported_as_a_bug_not_as_bad_input(monkeypatch, capsys, tmp_path):
+    """Only contextseg's own checks become one-line exit-2 errors; an exception raised inside a
+    library (here: a stand-in for numpy or torch failing) prints its traceback and says it is a bug."""
+    from contextseg.cli import commands
+
+    def broken_library(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # raised outside the package
+
+    monkeypatch.setattr(commands, "load_config", broken_library)
+    assert main(["train", "train.max_iters=1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "broadcast" in err and "this is a bug in contextseg" in err
+    monkeypatch.setattr(commands, "load_config", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("index out of range in self")))
+    assert main(["train", "train.max_iters=1"]) == 1
+    assert "this is a bug in contextseg" in capsys.readouterr().err
+    monkeypatch.undo()
+    (tmp_path / "a_file").write_text("x")
+    assert main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "a_file")]) == 2  # bad input: one line
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "no images" in err

@@ -103,3 +103,46 @@ def test_eval_of_a_saved_model_scores_as_its_checkpoint_did(trained, tmp_path, c
         results[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert results["saved"]["mIoU"] == results["checkpoint"]["mIoU"]
     assert results["saved"]["confusion"] == results["checkpoint"]["confusion"]
+
+
+def _tiny(seed, classes):
+    torch.manual_seed(seed)
+    model = cs.create_model("fcn", num_classes=len(classes), backbone="resnet18d", output_stride=32, channels=8, aux_channels=8)
+    model.meta.update(classes=classes, palette=[[k, k, k] for k in range(len(classes))])
+    return model
+
+
+def test_a_save_killed_between_its_two_files_loads_as_the_new_model(tmp_path, monkeypatch, caplog):
+    """The weights file is the unit: it carries its config. A kill after the new weights' rename but
+    before config.json's leaves the old config.json beside them, and loading gives the new model
+    whole (its classes, its weights), never new weights read with the old config."""
+    from contextseg.engine.checkpoints import saved_model
+
+    old, new = _tiny(0, ["a", "b", "c"]), _tiny(1, ["x", "y", "z"])
+    cs.save_pretrained(old, tmp_path / "m")
+    stale = (tmp_path / "m" / "config.json").read_text()
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # SIGINT between the two renames
+
+    monkeypatch.setattr(saved_model, "write_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cs.save_pretrained(new, tmp_path / "m")
+    assert (tmp_path / "m" / "config.json").read_text() == stale  # the old config.json is still there
+    loaded = cs.from_pretrained(tmp_path / "m")
+    assert loaded.meta["classes"] == ["x", "y", "z"] and "does not belong" in caplog.text
+    for key, value in new.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert "save_id" not in loaded.meta
+
+
+def test_config_json_of_the_same_save_is_used_with_its_hand_edits(tmp_path, caplog):
+    cs.save_pretrained(_tiny(0, ["a", "b", "c"]), tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["classes"] = ["road", "car", "sky"]  # a user renames the classes
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    assert cs.from_pretrained(tmp_path / "m").meta["classes"] == ["road", "car", "sky"] and "does not belong" not in caplog.text
+    other = tmp_path / "other"
+    cs.save_pretrained(_tiny(1, ["p", "q", "r"]), other)
+    (tmp_path / "m" / "config.json").write_text((other / "config.json").read_text())  # another model's config.json copied in
+    assert cs.from_pretrained(tmp_path / "m").meta["classes"] == ["a", "b", "c"] and "does not belong" in caplog.text

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ..engine.config import MAX_SCALE, ConfigError
@@ -218,18 +219,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as exc:
         if os.environ.get("CONTEXTSEG_DEBUG"):
             raise
+        if not (isinstance(exc, OSError) or raised_by_contextseg(exc)):
+            return _report_bug(args.command, exc)
         print(f"contextseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:
         text = _one_line(exc)
-        if os.environ.get("CONTEXTSEG_DEBUG") or not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
-            raise  # a bug: the traceback is what a report needs
+        if os.environ.get("CONTEXTSEG_DEBUG"):
+            raise
+        if not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
+            return _report_bug(args.command, exc)
         print(f"contextseg {args.command}: error: out of memory ({text[:200]}); use smaller images, crops, batches or scales", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # the trainer has already said where it stopped, when it did
         if not str(exc):
             print("interrupted", file=sys.stderr)
         return 130
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def raised_by_contextseg(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by contextseg's own code (its innermost frame is in the package):
+    the checks that refuse a user's input. An error raised inside torch, numpy, PIL or another
+    library and not turned into one of ours is unexpected: a bug to report, not bad input."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return PACKAGE_DIR in Path(tb.tb_frame.f_code.co_filename).resolve().parents
+
+
+def _report_bug(command: str, exc: BaseException) -> int:
+    """An unexpected exception: its traceback, and a line saying it is a bug (exit 1, not 2)."""
+    import traceback
+
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"contextseg {command}: internal error ({type(exc).__name__}); this is a bug in contextseg, not a problem with your input: "
+          "please report it with the traceback above (set CONTEXTSEG_DEBUG=1 to let Python raise it)", file=sys.stderr)
+    return 1
 
 
 def _one_line(exc: BaseException) -> str:

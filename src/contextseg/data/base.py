@@ -95,13 +95,13 @@ def open_unchecked(path: Path) -> Image.Image:
         prefix = fp.read(16)
         for name in Image.ID:
             factory, accept = Image.OPEN[name]
-            result = not accept or accept(prefix)
-            if not result or isinstance(result, str):  # a str is PIL's "looks like it, but unsupported"
-                continue
-            try:
+            try:  # what Image.open skips a plugin on: these errors from its accept or its factory
+                result = not accept or accept(prefix)
+                if not result or isinstance(result, str):  # a str is PIL's "looks like it, but unsupported"
+                    continue
                 fp.seek(0)
                 img = factory(fp, str(path))
-            except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open skips a plugin on
+            except (SyntaxError, IndexError, TypeError, struct.error):
                 continue
             img._exclusive_fp = True  # closing the image closes the file, as with Image.open(path)
             return img

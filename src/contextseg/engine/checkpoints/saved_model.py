@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,16 @@ from ...models import Segmentor, create_model
 from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, write_atomic
 from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml
+from ..log import get_logger
+
+log = get_logger("saved_model")
 
 __all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+SAVE_ID = "save_id"  # in config.json and in the weights' copy of it: the two files come from one save
+EMBEDDED_CONFIG = "contextseg_config"  # the safetensors metadata key holding config.json's text
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segmentor:
@@ -119,12 +125,49 @@ def save_pretrained(model: Segmentor, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    config = {"contextseg": _version(), **{k: v for k, v in model.meta.items()}}
+    config = {"contextseg": _version(), **{k: v for k, v in model.meta.items() if k != SAVE_ID}, SAVE_ID: secrets.token_hex(8)}
     text = json.dumps(config, indent=1, default=_jsonable)
+    # The weights file is the unit: it carries its config, so a kill between the two renames (new
+    # weights beside the old config.json) still loads as the new model, never as a mix.
     with atomic_write(directory / WEIGHTS_NAME) as tmp:  # each file whole or not at all
-        save_file(weights, str(tmp), metadata={"format": "pt", "library": "contextseg"})
+        save_file(weights, str(tmp), metadata={"format": "pt", "library": "contextseg", EMBEDDED_CONFIG: text})
     write_atomic(directory / CONFIG_NAME, text)
     return directory
+
+
+def _config_for_weights(config_path: Path, weights_path: Path) -> dict:
+    """The config that belongs to ``weights_path``: ``config.json`` when it comes from the same save
+    (the same ``save_id``, so a hand edit of it is kept), else the copy stored in the weights file
+    (a save killed between its two files, or a config.json copied from another model), with a
+    warning; saved models written before the copy existed use ``config.json``."""
+    from safetensors import safe_open
+
+    meta = _read_json(config_path)
+    try:
+        with safe_open(str(weights_path), "pt") as f:
+            embedded = (f.metadata() or {}).get(EMBEDDED_CONFIG)
+    except Exception as exc:  # safetensors' own errors: a header that is not JSON, a truncated file
+        raise ValueError(f"cannot read {str(weights_path)!r}: {' '.join(str(exc).split())[:200]}") from None
+    if embedded is None:
+        return meta
+    try:
+        own = json.loads(embedded)
+    except json.JSONDecodeError:
+        raise ValueError(f"cannot read {str(weights_path)!r}: its stored config is not valid JSON") from None
+    if isinstance(meta, dict) and isinstance(own, dict) and meta.get(SAVE_ID) == own.get(SAVE_ID):
+        return meta
+    log.warning("%s does not belong to %s (it comes from another save, or a save was interrupted between the two files); "
+                "using the config stored in the weights file", config_path, weights_path.name)
+    return own
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{str(path)!r} is nested too deeply to be a saved model's config") from None
 
 
 def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu", revision: str | None = None) -> Segmentor:
@@ -140,12 +183,7 @@ def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu
     config_path = folder / CONFIG_NAME
     if not config_path.is_file() or not (folder / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved model: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{str(config_path)!r} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"{str(config_path)!r} is nested too deeply to be a saved model's config") from None
+    meta = _config_for_weights(config_path, folder / WEIGHTS_NAME)
     source_name = f"saved model {config_path}"
     check_model_meta(meta, source_name)
     kwargs = dict(meta["model"])
@@ -160,7 +198,7 @@ def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu
     except Exception as exc:  # safetensors' own errors: a header that is not JSON, a truncated file
         raise ValueError(f"cannot read {str(folder / WEIGHTS_NAME)!r}: {' '.join(str(exc).split())[:200]}") from None
     load_weights_checked(model, weights, str(folder / WEIGHTS_NAME))
-    model.meta.update({k: v for k, v in meta.items() if k not in ("model", "contextseg")})
+    model.meta.update({k: v for k, v in meta.items() if k not in ("model", "contextseg", SAVE_ID)})
     return model.to(device).eval()
 
 
