@@ -103,3 +103,25 @@ def test_base_errors_are_one_line_and_name_the_file(tmp_path):
             read_yaml(_write(tmp_path / name, text))
     with pytest.raises(ConfigError, match=r"is a folder"):
         read_yaml(tmp_path)
+
+
+def test_odd_base_files_and_delete_values_are_one_accurate_line(tmp_path):
+    from contextseg.engine.config import MAX_BASE_DEPTH, read_yaml
+
+    (tmp_path / "loop_a.yaml").symlink_to(tmp_path / "loop_b.yaml")
+    (tmp_path / "loop_b.yaml").symlink_to(tmp_path / "loop_a.yaml")
+    cases = [("s.yaml", "_base_: loop_a.yaml\n", r"loop_a.yaml.*cannot be resolved"),  # a symbolic link loop
+             ("d.yaml", "_base_: /dev/zero\n", r"/dev/zero.*not a regular file"),  # a device: reading it never ends
+             ("e.yaml", "_base_: ''\n", r"_base_ must be .*none empty"),
+             ("f.yaml", "_base_: [a.yaml, '  ']\n", r"_base_ must be .*none empty"),
+             ("g.yaml", "model: {_delete_: 'yes', name: fcn}\n_base_: h.yaml\n", r"model._delete_ must be true or false .*got 'yes'")]
+    _write(tmp_path / "h.yaml", "model: {name: pspnet}\n")
+    for name, text, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            read_yaml(_write(tmp_path / name, text))
+    for k in range(MAX_BASE_DEPTH + 5):  # a very long chain: refused with its depth, not Python's recursion limit
+        _write(tmp_path / f"c{k}.yaml", f"_base_: c{k + 1}.yaml\n")
+    _write(tmp_path / f"c{MAX_BASE_DEPTH + 5}.yaml", "model: {name: fcn}\n")
+    with pytest.raises(ConfigError, match=rf"more than {MAX_BASE_DEPTH} levels deep"):
+        read_yaml(tmp_path / "c0.yaml")
+    assert read_yaml(tmp_path / "c10.yaml")["model"] == {"name": "fcn"}  # a chain within the limit still reads

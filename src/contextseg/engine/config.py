@@ -440,6 +440,8 @@ def _read_one(path: Path) -> dict:
     if path.is_dir():
         raise ConfigError(f"config {str(path)!r} is a folder; give a YAML file")
     if not path.is_file():
+        if path.exists():  # a device, a pipe, a socket: reading could block or never end
+            raise ConfigError(f"config {str(path)!r} is not a regular file (a device, pipe or socket); give a YAML file")
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         raw = yaml_load(path.read_text())
@@ -455,8 +457,16 @@ def _read_one(path: Path) -> dict:
     return raw
 
 
+MAX_BASE_DEPTH = 32  # _base_ files inheriting from each other; mmsegmentation's deepest chain is 3
+
+
 def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
+        raise ConfigError(f"config {str(path)!r} cannot be resolved: {' '.join(str(exc).split()) or 'a symbolic link loop'}") from None
+    if len(chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"_base_ files inherit more than {MAX_BASE_DEPTH} levels deep (from {chain[0]}); flatten the chain")
     if resolved in chain:
         raise ConfigError("_base_ files name each other in a circle: " + " -> ".join(str(p) for p in (*chain, resolved)))
     raw = _read_one(path)
@@ -465,8 +475,8 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
         return raw
     if isinstance(bases, str):
         bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names (none empty), got {bases!r}")
     merged: dict = {}
     for base in bases:
         inherited = _read_with_bases(path.parent / base, (*chain, resolved))
@@ -483,6 +493,8 @@ def merge_configs(base: dict, child: dict) -> dict:
         if isinstance(value, dict):
             value = dict(value)
             delete = value.pop("_delete_", False)
+            if not isinstance(delete, bool):
+                raise ConfigError(f"{key}._delete_ must be true or false (replace the base's {key} section whole, or merge into it), got {delete!r}")
             if not delete and isinstance(out.get(key), dict):
                 out[key] = merge_configs(out[key], value)
             else:
