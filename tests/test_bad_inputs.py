@@ -890,3 +890,16 @@ def test_outputs_are_never_written_through_a_link(world, tmp_path):
     code, text = run_main(["data", "export-synthetic", scenes, "--splits", "val", "--length", "1", "--size", "32", "64", "--overwrite"])
     check(code, text, 2, "classes.txt", "symbolic link")
     assert digest([victim]) == before
+
+
+def test_a_checkpoint_of_another_version_predicts_with_a_warning_and_is_not_resumed(world, tmp_path):
+    ckpt = torch.load(world["ckpt"], weights_only=False)
+    ckpt["config"]["train"]["future_option"] = 3  # a key a later version added
+    del ckpt["config"]["evaluate"]["antialias"]  # a key an earlier version did not have
+    other = tmp_path / "other_version.pt"
+    torch.save(ckpt, other)
+    code, out = cli("predict", world["photos"] / "a", "--checkpoint", other, "--out", tmp_path / "preds")
+    check(code, out, 0, "another contextseg version", "train.future_option", "evaluate.antialias")
+    assert len(list((tmp_path / "preds").glob("*.png"))) == 2
+    code, out = cli("train", world["config"], f"train.resume={other}", f"train.work_dir={tmp_path / 'run'}", "train.max_iters=2")
+    check(code, out, 2, "cannot resume", "another contextseg version", "train.future_option", "evaluate.antialias")

@@ -238,6 +238,33 @@ class Config:
         return cls(name=str(name), model=model, **sections)
 
 
+def version_differences(raw: dict) -> tuple[list[str], list[str]]:
+    """``(unknown, missing)`` dotted keys of a stored config (a checkpoint's) against this version's
+    schema: what another contextseg version wrote that this one does not know, and what this one
+    has that it lacks. Only the data/train/evaluate sections and the top level are compared (the
+    model section is checked when the model is built)."""
+    unknown = sorted(set(raw) - {"name", "model", *_SECTIONS})
+    missing = []
+    for key, cls_ in _SECTIONS.items():
+        section = raw.get(key)
+        if not isinstance(section, dict):
+            continue
+        fields = {f.name for f in dataclasses.fields(cls_)}
+        unknown += [f"{key}.{k}" for k in sorted(set(section) - fields)]
+        missing += [f"{key}.{k}" for k in sorted(fields - set(section))]
+    return unknown, missing
+
+
+def without_unknown_keys(raw: dict) -> dict:
+    """``raw`` less the keys :func:`version_differences` calls unknown."""
+    unknown = set(version_differences(raw)[0])
+    out = {k: v for k, v in raw.items() if k not in unknown}
+    for key in _SECTIONS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if f"{key}.{k}" not in unknown}
+    return out
+
+
 def _suggest(bad: set[str], valid: set[str]) -> str:
     parts = []
     for key in sorted(bad):

@@ -24,7 +24,7 @@ from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, write_atomic
-from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml
+from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml, version_differences, without_unknown_keys
 from ..log import get_logger
 
 log = get_logger("saved_model")
@@ -60,6 +60,12 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     if not isinstance(ckpt["config"], dict):
         raise ConfigError(f"checkpoint {path!r}: its config is a {type(ckpt['config']).__name__}, not the mapping contextseg train stores")
     raw = dict(ckpt["config"])
+    unknown, missing = version_differences(raw)
+    if unknown or missing:  # another contextseg version wrote it: the model still predicts
+        log.warning("checkpoint %s was written by another contextseg version: %s%s", path,
+                    f"config keys this version does not know are ignored ({', '.join(unknown)})" if unknown else "",
+                    ("; " if unknown and missing else "") + (f"keys it lacks take this version's defaults ({', '.join(missing)})" if missing else ""))
+        raw = without_unknown_keys(raw)
     if config is not None:
         user = read_yaml(config)
         for key in ("data", "evaluate"):

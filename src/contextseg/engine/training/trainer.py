@@ -40,7 +40,7 @@ from ..checkpoints.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, version_differences
 from ..distributed import (
     barrier,
     cleanup_distributed,
@@ -205,6 +205,7 @@ class Trainer:
             raise ConfigError(f"cannot resume from {path}: it is not a training checkpoint (it has no {', '.join(lacking)}: a stripped or exported model?); "
                               "resume from the last.pt a training wrote, or start from these weights with a fresh train.work_dir")
         _check_same_model(ckpt, self.cfg, path, self.model.num_classes)
+        _check_same_version(ckpt, path)
         self._keep_resolved_precision(ckpt.get("precision"), path)
         if not isinstance(ckpt["model"], dict):
             raise ConfigError(f"cannot resume from {path}: its model entry is a {type(ckpt['model']).__name__}, not weights")
@@ -552,6 +553,20 @@ def _check_same_model(ckpt: dict, cfg: Config, path: Path, num_classes: int) -> 
         raise ConfigError(f"cannot resume from {path}: it holds a {theirs!r} model but the config trains {ours!r}; choose another train.work_dir or train.resume=false with --overwrite")
     if their_classes is not None and their_classes != num_classes:
         raise ConfigError(f"cannot resume from {path}: it was trained on {their_classes} classes but the dataset has {num_classes}")
+
+
+def _check_same_version(ckpt: dict, path: Path) -> None:
+    """A checkpoint whose config another contextseg version wrote (keys this one does not know, or
+    lacks) cannot continue exactly: refuse with the keys (predict and eval still read it)."""
+    if not isinstance(ckpt.get("config"), dict):
+        return
+    unknown, missing = version_differences(ckpt["config"])
+    if unknown or missing:
+        what = "; ".join(part for part in (f"keys this version does not know: {', '.join(unknown)}" if unknown else "",
+                                           f"keys it lacks: {', '.join(missing)}" if missing else "") if part)
+        raise ConfigError(f"cannot resume from {path}: it was written by another contextseg version ({what}), so training could not "
+                          "continue exactly as it started; resume with the version that wrote it, or train afresh in another train.work_dir "
+                          "(predict and eval still read it)")
 
 
 def _truncate_log(path: Path, iteration: int) -> None:
