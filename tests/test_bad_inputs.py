@@ -903,3 +903,15 @@ def test_a_checkpoint_of_another_version_predicts_with_a_warning_and_is_not_resu
     assert len(list((tmp_path / "preds").glob("*.png"))) == 2
     code, out = cli("train", world["config"], f"train.resume={other}", f"train.work_dir={tmp_path / 'run'}", "train.max_iters=2")
     check(code, out, 2, "cannot resume", "another contextseg version", "train.future_option", "evaluate.antialias")
+
+
+def test_export_options_are_checked_before_any_work_and_no_other_opset_is_written(world, tmp_path, monkeypatch):
+    out = tmp_path / "model.onnx"
+    code, text = run_main(["export", "--checkpoint", world["ckpt"], "--out", out, "--opset", "11"])
+    check(code, text, 2, "--opset 11", "18 to")
+    assert not out.exists()
+    export = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: export(*a, **{**k, "opset_version": 18}))  # an exporter that falls back
+    code, text = run_main(["export", "--checkpoint", world["ckpt"], "--out", out, "--opset", "19"])
+    check(code, text, 2, "opset 19 was asked for but the exporter wrote opset 18")
+    assert not out.exists() and not list(tmp_path.glob(".model.onnx*"))

@@ -25,6 +25,20 @@ def _check_saved_model_target(out: Path, overwrite: bool) -> None:
         raise ValueError(f"--out {str(out)!r} holds a saved model already; add --overwrite to replace it")
 
 
+MIN_OPSET = 18  # torch.onnx.export(dynamo=True) writes opset 18 and newer; older ones come out as 18 after a failed conversion
+
+
+def _check_opset(opset: int) -> None:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ValueError(f"ONNX export needs the onnx extra: pip install 'contextseg[onnx]' ({exc})") from None
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"--opset {opset}: the exporter writes opsets {MIN_OPSET} to {newest} (the installed onnx {onnx.__version__}'s newest); "
+                         f"choose one of those (older runtimes: onnxruntime reads opset {MIN_OPSET} since 1.14)")
+
+
 def run_export(args) -> int:
     from ..engine.checkpoints.checkpoint import ensure_writable_folder
     from ..engine.checkpoints.files import output_lock
@@ -32,6 +46,8 @@ def run_export(args) -> int:
 
     overwrite = getattr(args, "overwrite", False)
     out = Path(args.out)
+    if args.format == "onnx":  # every option checked before the (slow) load and export
+        _check_opset(args.opset)
     if args.format == "safetensors":  # every check before the (slow) load and the first write
         _check_saved_model_target(out, overwrite)
     elif out.is_dir():

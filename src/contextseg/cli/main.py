@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx", help="onnx: one .onnx file; safetensors: a saved-model folder")
     p.add_argument("--out", required=True, help="the .onnx file, or the saved-model folder")
     p.add_argument("--size", type=SIZE, nargs=2, metavar=("H", "W"), help="input size (default: the training crop)")
-    p.add_argument("--opset", type=_count(7, 30), default=18)
+    p.add_argument("--opset", type=_count(1, 99), default=18, help="ONNX opset: 18 (default) up to what the installed onnx package knows; the exporter writes 18 and newer only")
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file, or the saved model (model.safetensors + config.json) in --out")
     return parser
 

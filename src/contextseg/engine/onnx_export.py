@@ -53,6 +53,9 @@ def export_onnx(model, path: str | Path, size: Sequence[int], opset: int = 18) -
         torch.onnx.export(model.eval(), (dummy,), str(tmp), input_names=["images"], output_names=["logits"], opset_version=opset,
                           dynamo=True, external_data=False, dynamic_shapes=(axes,), verbose=False)
         proto = onnx.load(str(tmp))
+        written = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
+        if written != opset:  # the exporter fell back to another opset: never hand over a file of another opset
+            raise ValueError(f"opset {opset} was asked for but the exporter wrote opset {written}; nothing was written to {path}")
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
