@@ -915,3 +915,23 @@ def test_export_options_are_checked_before_any_work_and_no_other_opset_is_writte
     code, text = run_main(["export", "--checkpoint", world["ckpt"], "--out", out, "--opset", "19"])
     check(code, text, 2, "opset 19 was asked for but the exporter wrote opset 18")
     assert not out.exists() and not list(tmp_path.glob(".model.onnx*"))
+
+
+def test_data_check_reports_lossy_masks_shared_stems_and_bad_class_names(tmp_path):
+    root = _folder_dataset(tmp_path / "ds")
+    stripes = (np.arange(48)[None, :].repeat(32, 0) // 16).astype(np.uint8)  # classes 0, 1, 2 with sharp edges
+    Image.fromarray(stripes).save(root / "masks" / "train" / "x.png", format="JPEG", quality=75)  # JPEG under a .png name
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(root / "images" / "val" / "x.jpg")  # shares x.png's stem
+    before = digest([root])
+    code, out = run_main(["data", "check", "folder", root])
+    check(code, out, 1, "masks/train/x.png holds JPEG data", "share the name 'x'")
+    for text, words in (("a\nb\na\n", ["names 'a' twice", "classes 0 and 2"]), ("a\n\nb\n", ["line 2 is blank"])):
+        (root / "classes.txt").write_text(text)
+        code, out = run_main(["data", "check", "folder", root])
+        check(code, out, 1, *words)
+    assert {k: v for k, v in digest([root]).items() if not k.endswith("classes.txt")} == {k: v for k, v in before.items() if not k.endswith("classes.txt")}
+    (root / "classes.txt").write_text("a\nb\nc\n\n\n")  # trailing blank lines are only the file's end
+    Image.fromarray(stripes).save(root / "masks" / "train" / "x.png")
+    (root / "images" / "val" / "x.jpg").unlink()
+    code, out = run_main(["data", "check", "folder", root])
+    check(code, out, 0)

@@ -50,6 +50,7 @@ MAX_PIXELS_ENV = "CONTEXTSEG_MAX_IMAGE_PIXELS"
 
 
 # what PIL raises for a file it cannot read: not an image, truncated, damaged, a bomb past its own limit
+LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")  # formats whose compression alters stored values (a mask's class ids)
 UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
@@ -162,6 +163,11 @@ def read_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a single-channel label PNG as its stored values (palette indices are not converted)."""
     try:
         with _open_image(path, "mask", max_pixels) as img:
+            if img.format in LOSSY_FORMATS:
+                raise DatasetError(
+                    f"mask {path} holds {img.format} data, a lossy format: its class ids change along every edge; "
+                    "store masks as PNG (convert from the original labels, not from this file)"
+                )
             if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
                 raise DatasetError(
                     f"mask {path} has mode {img.mode!r}; expected a single-channel label image "
@@ -421,16 +427,20 @@ class FileSegmentationDataset(SegmentationDataset):
     def pair_images_with_masks(self, images: Iterable[Path], mask_for: Callable[[Path], Path], masks: Iterable[Path] = ()) -> None:
         """Append ``(image, mask_for(image))`` for each image; a missing mask is a problem, and
         (when checking, ``strict=False``) so is each of ``masks`` that no image claims (an orphan)."""
-        claimed = set()
+        claimed: dict[Path, Path] = {}
         for image in sorted(images):
             mask = mask_for(image)
-            claimed.add(mask)
+            if mask in claimed:  # two images sharing a stem (a.png and a.jpg): one mask for both
+                self.problems.append(f"images {claimed[mask]} and {image} share the name {image.stem!r}: both would be trained "
+                                     f"against the one mask {mask}; rename or remove one of them")
+                continue
+            claimed[mask] = image
             if mask.is_file():
                 self.samples.append((image, mask))
             else:
                 self.problems.append(f"image {image} has no mask: expected {mask}")
         if not self.strict:
-            for mask in sorted(set(masks) - claimed):
+            for mask in sorted(set(masks) - set(claimed)):
                 self.problems.append(f"mask {mask} has no image (no image of the {self.split!r} split maps to it)")
 
     def require_dir(self, path: Path, what: str) -> bool:

@@ -44,9 +44,20 @@ class FolderDataset(FileSegmentationDataset):
 def read_classes(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise DatasetError(f"class list {path} does not exist; write one class name a line")
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()  # trailing blank lines are only the file's end
+    names = tuple(lines)
     if not names:
         raise DatasetError(f"class list {path} is empty; write one class name a line")
+    blank = [number for number, name in enumerate(names, 1) if not name]
+    if blank:  # a class index is its line number: a skipped blank line would shift every class after it
+        raise DatasetError(f"class list {path}: line {blank[0]} is blank; every class (its index is its line, from 0) needs a name")
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in seen:
+            raise DatasetError(f"class list {path} names {name!r} twice (classes {seen[name]} and {index}); each class needs its own name")
+        seen[name] = index
     if len(names) > 255:
         raise DatasetError(f"class list {path} has {len(names)} classes; at most 255 fit in a PNG mask")
     return names
