@@ -165,3 +165,46 @@ def test_the_page_in_a_real_browser(checkpoint, tmp_path):
     outside = [url for url in requests if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname not in ("127.0.0.1", "localhost")]
     assert not outside, f"the page reached outside the machine: {outside[:5]}"
     assert requests, "no request recorded: the page did not load"
+
+
+@pytest.mark.slow  # a server process: about twenty seconds
+def test_uploads_stay_in_the_demos_folder_which_sigterm_removes(checkpoint, tmp_path):
+    """A photo uploaded to the running page lands in the demo's own temporary folder (not Gradio's
+    shared cache), and SIGTERM, like Ctrl-C, ends the demo through the code that removes it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("gradio")
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "contextseg", "demo", "--checkpoint", str(checkpoint), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "no server"
+                time.sleep(0.5)
+        buffer = io.BytesIO()
+        Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(buffer, format="PNG")
+        boundary = "contextsegboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"street.png\"\r\n"
+                "Content-Type: image/png\r\n\r\n").encode() + buffer.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/upload", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        uploaded = Path(json.loads(urllib.request.urlopen(request, timeout=30).read())[0])
+        workdirs = list(tmp_path.glob("contextseg-demo-*"))
+        assert uploaded.is_file() and len(workdirs) == 1 and workdirs[0] in uploaded.parents, (uploaded, workdirs)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not uploaded.exists() and not list(tmp_path.glob("contextseg-demo-*"))

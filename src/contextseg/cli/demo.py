@@ -16,6 +16,7 @@ limit (the header is read before decoding) or a damaged one gets a message on th
 
 
 import os
+import signal
 import shutil
 import tempfile
 import time
@@ -228,11 +229,26 @@ def cmd_demo(args) -> int:
     from ..engine.distributed import resolve_device
 
     demo = Demo(checkpoints, str(resolve_device(args.device)), args.max_pixels, args.precision)
+    # uploads land in the demo's own folder, removed on every exit: Ctrl-C, SIGTERM, an error
+    uploads = demo.workdir / "uploads"
+    previous_dir = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(uploads)  # read by Gradio when the page and its server are built
+    previous_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         page = build_page(demo)
         print(f"contextseg demo: {', '.join(demo.models)}; Gradio prints the address below (Ctrl-C stops it)", flush=True)
         page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=False, theme=local_theme(),
                     max_file_size="200mb", allowed_paths=[str(demo.workdir)])
     finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_dir
         demo.close()
     return 0
+
+
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM ends the demo like Ctrl-C: through the ``finally`` that removes its folder."""
+    raise SystemExit(128 + signum)
