@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import contextseg as cs
 from contextseg.models.inference import inference, row_positions, slide_inference, slide_windows
 
 
@@ -133,3 +135,35 @@ def test_config_scale_bound_is_the_inference_bound():
     from contextseg.models.inference import MAX_SCALE as INFERENCE_MAX_SCALE
 
     assert MAX_SCALE == INFERENCE_MAX_SCALE
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_predict_takes_every_input_type_and_extreme_shape_on_a_cast_model(dtype, tmp_path):
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = cs.create_model("hanet", num_classes=3, backbone="resnet18d", channels=8, c1_channels=4, hanet_reduction=4, aux_head=False).eval().to(dtype)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "p.png")
+    inputs = {"row": np.zeros((1, 50, 3), np.uint8), "column": np.zeros((50, 1, 3), np.uint8), "pixel": np.zeros((1, 1, 3), np.uint8),
+              "grey": np.zeros((20, 30), np.uint8), "pil": Image.new("RGB", (30, 20)), "path": tmp_path / "p.png",
+              "float tensor": torch.zeros(3, 20, 30, dtype=dtype)}
+    for name, image in inputs.items():
+        labels = model.predict(image)
+        size = image.size[::-1] if isinstance(image, Image.Image) else (20, 30) if name in ("path", "float tensor") else image.shape[:2]
+        assert labels.shape == tuple(size) and labels.dtype == torch.int64, name
+
+
+def test_ambiguous_layouts_and_bad_settings_are_refused_saying_what_to_pass():
+    model = cs.create_model("fcn", num_classes=3, backbone="resnet18d", channels=8, aux_head=False).eval()
+    with pytest.raises(ValueError, match=r"looks channels first: pass array.transpose\(1, 2, 0\)"):
+        model.predict(np.zeros((3, 40, 50), np.uint8))
+    with pytest.raises(ValueError, match=r"channels first \(C, H, W\) and as channels last \(H, W, C\) alike.*permute"):
+        model.predict(torch.zeros(3, 10, 3, dtype=torch.uint8))
+    image = np.zeros((24, 32, 3), np.uint8)
+    for settings, message in [(dict(mode="slide", crop_size=(0, 10)), "crop_size must be two positive integers"),
+                              (dict(mode="slide", crop_size=(10,)), "crop_size must be two positive integers"),
+                              (dict(mode="slide", crop_size=(16, 16), stride=(0, 4)), "stride must be two positive integers"),
+                              (dict(mode="slide", crop_size=(10**6, 10**6)), "at most 16384"),
+                              (dict(scales=[0.0]), "scales must be"), (dict(flip="yes"), "flip must be True or False")]:
+        with pytest.raises(ValueError, match=message):
+            model.predict(image, **settings)

@@ -200,6 +200,10 @@ def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
             raise DatasetError(f"cannot read the PIL image: {err}") from err
     if isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()
+        if tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4) and tensor.shape[-1] in (1, 3, 4) and tensor.shape[0] * tensor.shape[-1] > 1:
+            raise ValueError(f"predict() got a tensor of shape {tuple(tensor.shape)}, which reads as channels first (C, H, W) and as channels "
+                             "last (H, W, C) alike; pass it unambiguously: a uint8 (H, W, 3) numpy array (tensor.permute(1, 2, 0).numpy() "
+                             "for a (3, H, W) tensor), a PIL image or a file path")
         if tensor.dtype == torch.uint8 and tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4) and tensor.shape[-1] not in (1, 3, 4):
             tensor = tensor.permute(1, 2, 0)
         if tensor.dtype == torch.bfloat16:
@@ -211,6 +215,8 @@ def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
         array = array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        raise ValueError(f"predict() takes arrays channels last, (H, W, 3); got {what}, which looks channels first: pass array.transpose(1, 2, 0)")
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"predict() takes an image path, a PIL image, an (H, W, 3) uint8 array or a normalised float tensor (3, H, W) / (B, 3, H, W); got {what}")
     array = array[..., :3]
@@ -247,7 +253,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(H, W, 3) uint8 and (H, W) labels -> uint8 (3, H, W) and int64 (H, W) tensors."""
-    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    image_t = torch.from_numpy(image.transpose(2, 0, 1).copy())  # a copy: a 1-pixel-wide view would stay read-only
     mask_t = torch.from_numpy(mask.astype(np.int64))
     return image_t, mask_t
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..data.transforms import row_tops
 from ..modules.common import resize
 
-__all__ = ["inference", "predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "MAX_SCALE"]
+__all__ = ["inference", "predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "check_window", "MAX_SCALE"]
 
 MAX_SCALE = 8.0  # the largest test-time resize factor anywhere (a 1e9 scale is a typo, not a request)
 
@@ -32,6 +32,17 @@ def check_scales(scales: Sequence[float]) -> list[float]:
     if not values or not all(math.isfinite(v) and 0 < v <= MAX_SCALE for v in values):
         raise ValueError(f"scales must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}")
     return values
+
+
+MAX_SIDE = 16384  # the longest window side (= contextseg.engine.config.MAX_SIDE, which the CLI checks)
+
+
+def check_window(value: Sequence[int], what: str) -> None:
+    """A sliding window's ``crop_size`` or ``stride``: two integers in [1, MAX_SIDE]; ValueError
+    naming ``what`` otherwise (the checks a config's evaluate section gets)."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)):
+        raise ValueError(f"{what} must be two positive integers (h, w), at most {MAX_SIDE}, got {value!r}")
 
 
 def row_positions(batch: int, height: int, device=None) -> torch.Tensor:
@@ -146,6 +157,12 @@ def _augmented_logits(model, images, mode, crop_size, stride, scales, flip, posi
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
     if mode == "slide" and crop_size is None:
         raise ValueError("slide inference needs crop_size (the training crop, (h, w))")
+    if mode == "slide":
+        check_window(crop_size, "crop_size")
+        if stride is not None:
+            check_window(stride, "stride")
+    if not isinstance(flip, bool):
+        raise ValueError(f"flip must be True or False, got {flip!r}")
     scales = check_scales(scales)
     h, w = images.shape[-2:]
     wants_pos = _uses_positions(model)

@@ -236,8 +236,8 @@ class Segmentor(nn.Module):
             rgb = as_rgb_array(images)
             out_size = rgb.shape[:2]
             transform = EvalTransform(base_size=self.meta.get("base_size"), mean=self.meta.get("mean", IMAGENET_MEAN), std=self.meta.get("std", IMAGENET_STD))
-            image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-            batch = transform(image, torch.zeros(out_size, dtype=torch.int64))["image"][None]
+            image = torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+            batch = transform(image, torch.zeros(out_size, dtype=torch.int64))["image"][None].to(dtype)  # a model cast to float64 or a half type
         was_training = self.training
         self.eval()
         try:

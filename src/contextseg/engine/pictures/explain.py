@@ -64,7 +64,7 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     rgb = as_rgb_array(image)
     mean, std = model.meta.get("mean", IMAGENET_MEAN), model.meta.get("std", IMAGENET_STD)
     transform = EvalTransform(base_size=model.meta.get("base_size"), mean=mean, std=std)
-    view = transform(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), torch.zeros(rgb.shape[:2], dtype=torch.int64))["image"][None]
+    view = transform(torch.from_numpy(rgb.transpose(2, 0, 1).copy()), torch.zeros(rgb.shape[:2], dtype=torch.int64))["image"][None]
     tied = model.tied_input_size()
     if tied is not None:  # a model tied to its training crop sees the image at that crop
         view = F.interpolate(view, size=list(tied), mode="bilinear", align_corners=False)
