@@ -17,19 +17,34 @@ def small(name):
     return cs.create_model(name, num_classes=4, backbone="resnet18d", channels=16, **options)
 
 
+def perturb_zero_initialised(model):
+    """Give every all-zero parameter (a zero-initialised gate such as CCNet's or DANet's gamma, the
+    last norm of a residual block) small random values, as timm's tests do: at exactly zero such a
+    gate blocks the gradient of everything behind it, so a test of "every parameter learns" would
+    pass or fail for the initialisation's sake, not the wiring's."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and not bool(p.any()):
+                p.add_(0.1 * torch.randn(p.shape, generator=generator))
+
+
 def check_every_model(name, tmp_path, onnx=True):
     """Build at a small size, one training step (the loss dict the class declares, a finite
-    backward reaching every trainable parameter of the decode head), the eval shape, the saved-model
+    backward giving every trainable parameter a nonzero gradient once zero-initialised gates are
+    perturbed), the eval shape, the saved-model
     round trip (identical logits), for a context model explain, and (``onnx``) ONNX export with
     onnxruntime giving the same outputs."""
     model = small(name).train()
+    perturb_zero_initialised(model)
     x, y = torch.randn(2, 3, *SIZE), torch.randint(0, 4, (2, *SIZE))
     losses = model(x, y)
     expected = {"loss", "loss_seg", *type(model).loss_terms} | ({"loss_aux"} if model.aux_head is not None else set())
     assert set(losses) == expected
     losses["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    assert all(p.grad is not None for p in model.decode_head.parameters() if p.requires_grad)
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
+    assert not dead, f"parameters whose gradient is missing or exactly zero: {dead[:6]}"
 
     model.eval()
     for m in model.modules():  # BN statistics that differ from the defaults must round-trip
