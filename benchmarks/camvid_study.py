@@ -32,7 +32,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "cpnet", "encnet", "ocrnet", "spnet", "hanet"]
+import contextseg  # noqa: E402
+
+# every registered model that has a CamVid recipe: the baselines first, then the context methods
+MODELS = sorted((n for n in contextseg.list_models() if (REPO / "configs" / n / f"{n}_r18_camvid.yaml").is_file()),
+                key=lambda n: (contextseg.models.get_model_class(n).has_context_maps(), n))
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
 FRAME = (360, 480)
 

@@ -90,6 +90,8 @@ def test_every_config_resolves_to_the_values_it_had_before_inheritance():
     now["<default>"] = load_config(None).to_dict()
     changed = sorted(k for k in before if k in now and now[k] != before[k])
     assert not changed, f"configs whose resolved values changed: {changed}"
+    new = sorted(set(now) - set(before))  # every config is held to its record, a new one too
+    assert not new, f"configs without a resolved record in {RESOLVED.name} (add their load_config(...).to_dict()): {new}"
     assert set(before) <= set(now), f"configs that disappeared: {sorted(set(before) - set(now))}"
 
 

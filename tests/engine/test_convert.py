@@ -10,7 +10,7 @@ import torch
 
 import contextseg as cs
 from contextseg.cli.main import main
-from contextseg.engine.convert import ConversionError, from_encoding_resnet, from_hanet, hanet_key
+from contextseg.engine.convert import MMSEG_MODELS, ConversionError, from_encoding_resnet, from_hanet, hanet_key
 from contextseg.modules.height_attention import height_encoding
 
 DATA = Path(__file__).parent / "data"
@@ -102,7 +102,7 @@ def test_encoding_resnet_to_timm_resnet_s(depth, tmp_path):
 
 # -- mmsegmentation --------------------------------------------------------------------------
 
-MMSEG = ["fcn", "pspnet", "deeplabv3", "deeplabv3plus", "encnet", "ocrnet", "ocrnet_hr18"]
+MMSEG = [*MMSEG_MODELS, "ocrnet_hr18"]  # every layout the converter knows, and OCRNet's HRNet variant
 
 
 def mmseg_layout(model):

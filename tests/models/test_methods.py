@@ -16,14 +16,19 @@ def build(name, size, num_classes=9, **kw):
 def test_paper_loss_terms_and_weights():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 9, (2, 64, 64))
-    expected = {
-        "cpnet": {"loss_seg", "loss_aux", "loss_affinity"},
-        "encnet": {"loss_seg", "loss_aux", "loss_se"},
-        "ocrnet": {"loss_seg", "loss_object_regions"},
+    expected = {  # the papers' loss terms, a fact per paper, written here independently of the classes' declarations
+        "cpnet": {"loss_seg", "loss_aux", "loss_affinity"},  # Context Prior: Affinity Loss + auxiliary FCN on C4
+        "encnet": {"loss_seg", "loss_aux", "loss_se"},  # Context Encoding: SE loss + auxiliary
+        "ocrnet": {"loss_seg", "loss_object_regions"},  # OCR: the soft object regions' CE, no FCN auxiliary
         "spnet": {"loss_seg", "loss_aux"},
-        "hanet": {"loss_seg", "loss_aux"},
+        "hanet": {"loss_seg", "loss_aux"},  # HANet's release: the dsn auxiliary on layer3
+        "fcn": {"loss_seg", "loss_aux"},  # the baselines as mmsegmentation trains them: auxiliary FCN head on C4
+        "pspnet": {"loss_seg", "loss_aux"},
+        "deeplabv3": {"loss_seg", "loss_aux"},
+        "deeplabv3plus": {"loss_seg", "loss_aux"},
     }
-    for name, terms in expected.items():  # the papers' loss terms, a fact per paper
+    assert set(expected) == set(cs.list_models()), "a registered model needs its paper's loss terms in this table"
+    for name, terms in expected.items():
         losses = build(name, (64, 64)).train()(x, y)
         assert set(losses) == terms | {"loss"}, name
     # the weights are the papers': SE 0.2, object regions 0.4, affinity 1.0, aux 0.4
