@@ -57,7 +57,7 @@ def test_predict_on_every_input_type_equals_the_cli(trained, tmp_path):
         probs = (model(tensor[None]).softmax(1) + model(tensor[None].flip(-1)).flip(-1).softmax(1))
     assert torch.equal(single, probs.argmax(1)[0])  # the model's own settings: flip on
     with pytest.raises(ValueError, match="uint8 array"):
-        model.predict(np.zeros((4, 4, 2), np.uint8))  # two channels: neither grey nor colour
+        model.predict(np.zeros((5, 6, 2), np.uint8))  # two channels: neither grey nor colour (5 rows: not channels first)
 
 
 def test_save_pretrained_writes_what_rebuilds_the_model(tmp_path):
