@@ -1,4 +1,4 @@
-"""The CamVid study: train any subset of the nine CamVid recipes and tabulate them.
+"""The CamVid study: train any subset of the CamVid recipes (one per registered model) and tabulate them.
 
 Each model trains from ``configs/<model>/<model>_r18_camvid.yaml`` in its own subprocess, in
 ``OUT/<model>/seed<S>``. A killed study continues where it stopped: a finished run (its

@@ -1,4 +1,4 @@
-"""Each of the nine CamVid recipes trains through the CLI on a tiny CamVid-layout fixture: the config
+"""Each CamVid recipe trains through the CLI on a tiny CamVid-layout fixture: the config
 loads, the model builds at the recipe's crop, the loss falls, evaluation runs. (The real runs live
 in benchmarks/camvid_study.py, not in CI.)"""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import contextseg
 
 PACKAGE = Path(contextseg.__file__).parent
-FLOORS = {"cli": 6, "engine": 5, "models": 4, "heads": 3, "losses": 2, "modules": 1, "data": 0, "backbones": 0, "metrics": 0}
+FLOORS = {"cli": 6, "engine": 5, "models": 4, "heads": 3, "losses": 2, "modules": 1, "data": 0, "backbones": 0, "metrics": 0, "exports": 0}
 
 
 def module_name(path: Path) -> str:

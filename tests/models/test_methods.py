@@ -1,4 +1,4 @@
-"""The five context methods as whole models: shape contracts, paper losses, overfitting (bf16: test_precision.py)."""
+"""The context methods as whole models: shape contracts, paper losses, overfitting (bf16: test_precision.py)."""
 
 import pytest
 import torch

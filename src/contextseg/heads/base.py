@@ -12,7 +12,7 @@ from torch import nn
 
 from ..modules.common import init_conv_bn
 
-__all__ = ["DecodeHead", "HeadOutput", "ContextMap", "CONTEXT_MAP_KINDS"]
+__all__ = ["DecodeHead", "HeadOutput", "ContextMap", "CONTEXT_MAP_KINDS", "feature_index"]
 
 CONTEXT_MAP_KINDS = ("pixel_map", "row_curve", "class_bars")
 

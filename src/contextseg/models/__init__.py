@@ -1,28 +1,8 @@
-"""Models: the segmentor, the baselines, the five context methods and the model registry."""
+"""Models: the segmentor, the baselines, the context methods and the model registry (``@register_model`` in each model's file).
 
-from .baselines import FCN, DeepLabV3, DeepLabV3Plus, PSPNet
-from .cpnet import CPNet
-from .encnet import EncNet
-from .hanet import HANet
-from .ocrnet import OCRNet
-from .registry import MODELS, create_model, get_model_class, list_models, register_model
-from .segmentor import Segmentor
-from .spnet import SPNet
+Every module of this package is imported and every name in its ``__all__`` is exported here
+(:func:`contextseg.exports.export_modules`): a new file needs no edit of this one."""
 
-__all__ = [
-    "Segmentor",
-    "FCN",
-    "PSPNet",
-    "DeepLabV3",
-    "DeepLabV3Plus",
-    "CPNet",
-    "EncNet",
-    "OCRNet",
-    "SPNet",
-    "HANet",
-    "MODELS",
-    "create_model",
-    "list_models",
-    "get_model_class",
-    "register_model",
-]
+from ..exports import export_modules
+
+__all__ = export_modules(__name__, __path__, globals())

@@ -6,11 +6,13 @@ from typing import Any, Sequence
 
 from ..heads.cp_head import CPHead
 from ..modules.common import feature_size
+from .registry import register_model
 from .segmentor import Segmentor
 
 __all__ = ["CPNet"]
 
 
+@register_model("cpnet")
 class CPNet(Segmentor):
     head_cls = CPHead
     onnx_any_size = False  # the context prior is the training crop's feature map

@@ -8,11 +8,13 @@ labels (the released code's ``dsn``), and logits are upsampled with ``align_corn
 from __future__ import annotations
 
 from ..heads.hanet_head import HANetHead
+from .registry import register_model
 from .segmentor import Segmentor
 
 __all__ = ["HANet"]
 
 
+@register_model("hanet")
 class HANet(Segmentor):
     head_cls = HANetHead
     description = "HANet: height-driven channel attention with row positions in DeepLabV3+ (Choi et al., CVPR 2020)"

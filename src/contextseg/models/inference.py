@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from ..data.transforms import row_tops
 from ..modules.common import resize
 
-__all__ = ["inference", "predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "check_window", "MAX_SCALE"]
+# ``inference`` is imported from this module or as ``contextseg.engine.inference``: exported by the
+# package it would hide this module (contextseg.exports)
+__all__ = ["predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "check_window", "MAX_SCALE"]
 
 MAX_SCALE = 8.0  # the largest test-time resize factor anywhere (a 1e9 scale is a typo, not a request)
 

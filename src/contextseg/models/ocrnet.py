@@ -11,11 +11,13 @@ from typing import Any
 
 from ..heads.base import DecodeHead
 from ..heads.ocr_head import OCRHead
+from .registry import register_model
 from .segmentor import Segmentor
 
 __all__ = ["OCRNet"]
 
 
+@register_model("ocrnet")
 class OCRNet(Segmentor):
     head_cls = OCRHead
     description = "OCRNet: object-contextual representations over soft object regions (Yuan et al., ECCV 2020)"

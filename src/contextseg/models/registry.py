@@ -1,4 +1,5 @@
-"""The model registry: one explicit name -> class dict, timm-style ``create_model``."""
+"""The model registry: a name -> class dict filled by ``@register_model`` in each model's own file
+(the package imports every model file, :mod:`contextseg.exports`), timm-style ``create_model``."""
 
 from __future__ import annotations
 
@@ -6,27 +7,11 @@ import math
 
 from typing import Any
 
-from .baselines import FCN, DeepLabV3, DeepLabV3Plus, PSPNet
-from .cpnet import CPNet
-from .encnet import EncNet
-from .hanet import HANet
-from .ocrnet import OCRNet
-from .spnet import SPNet
 from .segmentor import Segmentor
 
 __all__ = ["MODELS", "create_model", "list_models", "get_model_class", "register_model"]
 
-MODELS: dict[str, type[Segmentor]] = {
-    "fcn": FCN,
-    "pspnet": PSPNet,
-    "deeplabv3": DeepLabV3,
-    "deeplabv3plus": DeepLabV3Plus,
-    "cpnet": CPNet,
-    "encnet": EncNet,
-    "ocrnet": OCRNet,
-    "spnet": SPNet,
-    "hanet": HANet,
-}
+MODELS: dict[str, type[Segmentor]] = {}
 
 
 def register_model(name: str, cls: type[Segmentor] | None = None, *, overwrite: bool = False):

@@ -10,11 +10,13 @@ from ..backbones import TimmBackbone
 from ..heads.base import ContextMap
 from ..heads.sp_head import SPHead
 from ..modules.strip_pooling import StripPooling, insert_strip_pooling
+from .registry import register_model
 from .segmentor import Segmentor
 
 __all__ = ["SPNet"]
 
 
+@register_model("spnet")
 class SPNet(Segmentor):
     """SPNet. ``spm=True`` (default) inserts strip pooling modules into the ResNet backbone
     (every block of layer4, the last block of layers 1-3); they train at the backbone LR."""

@@ -1,0 +1,97 @@
+"""The one export rule (``contextseg.exports``): a method's own files register and export it."""
+
+import importlib
+import sys
+import textwrap
+
+import pytest
+
+import contextseg as cs
+from contextseg.exports import export_modules
+
+
+def test_each_method_package_exports_the_union_of_its_modules_all():
+    for package in (cs.modules, cs.losses, cs.heads, cs.models):
+        expected = []
+        for name in sorted(n for n in dir(package) if not n.startswith("_")):
+            module = getattr(package, name)
+            if getattr(module, "__name__", "").startswith(package.__name__ + ".") and hasattr(module, "__all__") and type(module).__name__ == "module":
+                expected += module.__all__
+        assert sorted(package.__all__) == sorted(expected)
+        assert all(getattr(package, name) is not None for name in package.__all__)
+
+
+def test_every_model_file_registers_itself():
+    # each registered class lives in a module of contextseg.models, found without a central list
+    for name in cs.list_models():
+        cls = cs.models.get_model_class(name)
+        assert cls.__module__.startswith("contextseg.models."), (name, cls.__module__)
+        assert getattr(cs.models, cls.__name__) is cls
+
+
+def _package(tmp_path, name, files):
+    root = tmp_path / name
+    root.mkdir()
+    (root / "__init__.py").write_text("from contextseg.exports import export_modules\n__all__ = export_modules(__name__, __path__, globals())\n")
+    for file, text in files.items():
+        (root / file).write_text(textwrap.dedent(text))
+    sys.path.insert(0, str(tmp_path))
+    return name
+
+
+def test_a_new_file_is_registered_and_exported_with_no_other_edit(tmp_path):
+    name = _package(tmp_path, "plugin_pkg", {
+        "mynet.py": """
+            from contextseg.models import register_model
+            from contextseg.models.baselines import FCN
+            __all__ = ["MyNet"]
+
+            @register_model("plugin_mynet")
+            class MyNet(FCN):
+                pass
+            """,
+        "_private.py": "raise RuntimeError('a module starting with _ is not imported')\n",
+    })
+    try:
+        package = importlib.import_module(name)
+        assert package.__all__ == ["MyNet"]
+        assert cs.models.get_model_class("plugin_mynet") is package.MyNet
+    finally:
+        sys.path.remove(str(tmp_path))
+        cs.models.MODELS.pop("plugin_mynet", None)
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
+
+
+def test_two_modules_exporting_one_name_is_an_error_naming_both(tmp_path):
+    name = _package(tmp_path, "clash_pkg", {"a.py": "__all__ = ['X']\nX = 1\n", "b.py": "__all__ = ['X']\nX = 2\n"})
+    try:
+        with pytest.raises(ImportError, match=r"'X' is exported by both clash_pkg\.a and clash_pkg\.b"):
+            importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
+
+
+def test_a_name_hiding_a_module_is_an_error(tmp_path):
+    name = _package(tmp_path, "hide_pkg", {"a.py": "__all__ = ['b']\nb = 1\n", "b.py": ""})
+    try:
+        with pytest.raises(ImportError, match=r"hide_pkg\.a exports 'b', the name of the module hide_pkg\.b"):
+            importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
+
+
+def test_export_modules_binds_names_in_the_namespace(tmp_path):
+    name = _package(tmp_path, "bind_pkg", {"one.py": "__all__ = ['f']\ndef f():\n    return 1\n", "two.py": "g = 2\n"})
+    try:
+        namespace = {}
+        exported = export_modules(name, [str(tmp_path / name)], namespace)
+        assert exported == ["f"] and namespace["f"]() == 1 and "g" not in namespace
+    finally:
+        sys.path.remove(str(tmp_path))
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
