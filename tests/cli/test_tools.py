@@ -15,7 +15,7 @@ from contextseg.data import build_dataset
 @pytest.mark.slow
 def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--models", "fcn,cpnet", "--backbone", "resnet18d", "--num-classes", "5", "--size", "64", "64", "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["bench", "--models", "fcn,cpnet", "--backbone", "resnet18d", "--num-classes", "5", "--size", "64", "64", "--repeats", "1", "--precision", "fp32", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == ["fcn", "cpnet"]
     fcn = rows[0]
