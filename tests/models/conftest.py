@@ -106,3 +106,9 @@ def onnx_check():
 @pytest.fixture
 def small_model():
     return small
+
+
+@pytest.fixture
+def perturb_zero_gates():
+    """``perturb(model)``: :func:`perturb_zero_initialised`."""
+    return perturb_zero_initialised

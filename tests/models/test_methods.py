@@ -22,6 +22,7 @@ def test_paper_loss_terms_and_weights():
         "ocrnet": {"loss_seg", "loss_object_regions"},  # OCR: the soft object regions' CE, no FCN auxiliary
         "spnet": {"loss_seg", "loss_aux"},
         "hanet": {"loss_seg", "loss_aux"},  # HANet's release: the dsn auxiliary on layer3
+        "ccnet": {"loss_seg", "loss_aux"},  # CCNet (ICCV): RCCA head + auxiliary FCN on C4, no other loss
         "fcn": {"loss_seg", "loss_aux"},  # the baselines as mmsegmentation trains them: auxiliary FCN head on C4
         "pspnet": {"loss_seg", "loss_aux"},
         "deeplabv3": {"loss_seg", "loss_aux"},

@@ -30,14 +30,13 @@ def test_eval_forward_shape_and_dtype(name):
 
 
 @pytest.mark.parametrize("name", cs.list_models())
-def test_train_loss_dict_and_backward_reaches_every_parameter(name):
+def test_train_loss_dict_and_backward_reaches_every_parameter(name, perturb_zero_gates):
     torch.manual_seed(0)
     model = small_model(name).train()
-    # timm zero-initialises each residual block's last BN gamma, which blocks gradients inside the
-    # block at step 0; reset gammas so that only truly unreachable parameters get no gradient.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None:
-            torch.nn.init.ones_(m.weight)
+    # timm zero-initialises each residual block's last BN gamma and the attention papers their gate
+    # (CCNet's gamma), which block gradients behind them at step 0: perturb every all-zero
+    # parameter so that only truly unreachable parameters get no gradient.
+    perturb_zero_gates(model)
     x = torch.randn(2, 3, 65, 97)
     y = torch.randint(0, 5, (2, 65, 97))
     y[:, :5] = 255
