@@ -1,8 +1,8 @@
 """Decode heads side by side with mmsegmentation 1.2.2: forward + backward time and peak memory.
 
 Each head is built twice with the same layout, mmseg's from its own zoo config's ``decode_head``
-(random init, BN instead of SyncBN) and contextseg's with the options the mmseg converter uses
-(``contextseg.engine.convert.MMSEG_MODELS``), and fed the same ResNet-D8 features: B = 2,
+(random init, BN instead of SyncBN; the config of each model's ``mmseg_layout``) and contextseg's
+with the options the mmseg converter uses (``contextseg.engine.convert.MMSEG_MODELS``), and fed the same ResNet-D8 features: B = 2,
 C2 256 x 128 x 128, C3 512, C4 1024, C5 2048 x 64 x 64, 150 classes. Rounds alternate between the
 two libraries (mmseg, contextseg, mmseg, ...) so a noisy machine hurts both alike; each cell is the
 median of ``--repeats`` steps after one warm-up. Memory is the growth of the resident set during the
@@ -17,7 +17,7 @@ Runs in its own virtual environment, never a dependency of the package or CI::
 
     pip install torch==2.14.1 torchvision==0.29.1 mmengine==0.10.7 mmcv-lite==2.1.0 mmsegmentation==1.2.2 ftfy regex
     pip install -e .
-    python benchmarks/compare_mmseg.py [--heads fcn psp ...] [--repeats 5] [--size 64]
+    python benchmarks/compare_mmseg.py [--heads fcn pspnet ...] [--repeats 5] [--size 64]
 """
 
 from __future__ import annotations
@@ -38,14 +38,7 @@ from contextseg.engine.measure import PeakMemory  # noqa: E402
 from contextseg.engine.convert import MMSEG_MODELS  # noqa: E402
 from contextseg.models import get_model_class  # noqa: E402
 
-HEADS = {  # name: (our model, mmseg config, mmseg head class for the table)
-    "fcn": ("fcn", "fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py", "FCNHead"),
-    "psp": ("pspnet", "pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py", "PSPHead"),
-    "aspp": ("deeplabv3", "deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py", "ASPPHead"),
-    "dsaspp": ("deeplabv3plus", "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py", "DepthwiseSeparableASPPHead"),
-    "enc": ("encnet", "encnet/encnet_r50-d8_4xb4-80k_ade20k-512x512.py", "EncHead"),
-    "ocr": ("ocrnet", "ocrnet/ocrnet_r101-d8_8xb2-80k_cityscapes-512x1024.py", "FCNHead + OCRHead"),
-}
+HEADS = {name: get_model_class(name).mmseg_layout.config for name in MMSEG_MODELS}  # model: the mmseg zoo config of its layout
 CHANNELS = (256, 512, 1024, 2048)
 
 
@@ -111,9 +104,9 @@ def main() -> None:
           f"{args.device}, {torch.get_num_threads()} threads, median of {args.repeats}")
     print(f"{'head':<30} {'params mmseg':>12} {'ours':>8} {'mmseg s':>8} {'ours s':>8} {'time':>6} {'mmseg MiB':>9} {'ours MiB':>9} {'memory':>7}")
     for name in args.heads:
-        model, config, label = HEADS[name]
-        theirs, run_theirs = mmseg_head(config, args.classes)
-        ours, run_ours = our_head(model, args.classes)
+        theirs, run_theirs = mmseg_head(HEADS[name], args.classes)
+        ours, run_ours = our_head(name, args.classes)
+        label = " + ".join(type(m).__name__ for m in theirs)
         theirs.to(device).train(), ours.to(device).train()
         times = {"theirs": [], "ours": []}
         mems = {"theirs": [], "ours": []}

@@ -3,13 +3,18 @@
 mmsegmentation 1.2.2 imports names from ``mmcv.ops`` at import time (point sampling, criss-cross
 attention, deformable convs, ...) for models the side-by-side scripts never build. Importing this
 module first registers an ``mmcv.ops`` whose every attribute is a placeholder that raises if it is
-ever used. Benchmark/parity tooling only: never imported by the package or its tests.
+ever used, except the ops that mmcv implements in plain PyTorch (:data:`PURE_PYTORCH`, such as
+criss-cross attention since mmcv 1.3.13): those are mmcv's own code, loaded from mmcv-lite's file. Benchmark/parity tooling only: never imported by the package or its tests.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
+from pathlib import Path
+
+PURE_PYTORCH = {"CrissCrossAttention": "cc_attention"}  # name -> mmcv/ops/<file>.py without compiled code
 
 
 class _Missing:
@@ -60,6 +65,15 @@ def install() -> None:
             pass
 
     sys.meta_path.insert(0, _Finder())
+    import mmcv
+
+    for name, file in PURE_PYTORCH.items():
+        path = Path(mmcv.__file__).parent / "ops" / f"{file}.py"
+        spec = importlib.util.spec_from_file_location(f"mmcv.ops.{file}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        setattr(ops, name, getattr(module, name))
 
 
 install()

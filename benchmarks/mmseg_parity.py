@@ -28,13 +28,11 @@ import torch  # noqa: E402
 
 from contextseg.engine.convert import from_mmseg  # noqa: E402
 
-CONFIGS = {
-    "fcn": "fcn/fcn_r50-d8_4xb2-80k_cityscapes-512x1024.py",
-    "pspnet": "pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py",
-    "deeplabv3": "deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py",
-    "deeplabv3plus": "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py",
-    "encnet": "encnet/encnet_r50-d8_4xb2-80k_cityscapes-512x1024.py",
-    "ocrnet": "ocrnet/ocrnet_r101-d8_8xb2-80k_cityscapes-512x1024.py",
+from contextseg.engine.convert import MMSEG_MODELS  # noqa: E402
+from contextseg.models import get_model_class  # noqa: E402
+
+CONFIGS = {  # every layout the converter knows (each model's mmseg_layout.config) and OCRNet's HRNet variants
+    **{name: get_model_class(name).mmseg_layout.config for name in MMSEG_MODELS},
     "ocrnet-hr18": "ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py",
     "ocrnet-hr48": "ocrnet/ocrnet_hr48_4xb2-80k_cityscapes-512x1024.py",
 }

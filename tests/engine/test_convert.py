@@ -143,6 +143,11 @@ def test_mmseg_conversion_refuses_a_renamed_or_reshaped_tensor_by_name():
         from_mmseg({"state_dict": reshaped}, "pspnet")
     with pytest.raises(ConversionError, match=r"not an mmsegmentation deeplabv3 checkpoint.*looks like a pspnet checkpoint \(--model pspnet\)"):
         from_mmseg({"state_dict": state}, "deeplabv3")
+    # a model built on another holds that one's signature too (mmseg_layout.refines): refused as it, named
+    for model, base in (("ccnet", "fcn"), ("deeplabv3plus", "deeplabv3")):
+        holds_both = {k: torch.zeros(shape) for k, shape in mmseg_layout(model).items()}
+        with pytest.raises(ConversionError, match=rf"not an mmsegmentation {base} checkpoint: its tensors are those of a model built on it; it looks like a {model} checkpoint"):
+            from_mmseg({"state_dict": holds_both}, base)
 
 
 def test_mmseg_checkpoint_with_mmengine_objects_in_meta_is_read_without_running_them(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,7 +24,36 @@ from ..losses import CrossEntropyLoss
 from ..modules.common import resize
 from .inference import predict_labels
 
-__all__ = ["Segmentor"]
+__all__ = ["Segmentor", "MmsegLayout"]
+
+
+@dataclass(frozen=True)
+class MmsegLayout:
+    """How mmsegmentation 1.x lays out a model's checkpoint, declared next to the model so that
+    ``contextseg convert mmseg`` (:func:`contextseg.engine.convert.from_mmseg`) needs no edit for a
+    new one (timm keeps each family's checkpoint filter beside the family in the same way).
+
+    Args:
+        options: contextseg keywords that rebuild mmseg's layout of its ``*_r50-d8`` /
+            ``*_r101-d8`` zoo models (head widths, kernel sizes, ...).
+        config: the mmsegmentation 1.2.2 zoo config (under its ``configs/``) the layout is that of;
+            the parity benchmarks build mmseg's model from it.
+        signature: a tensor-name prefix that only this model's mmseg checkpoints hold.
+        renames: ``(mmseg prefix, contextseg prefix)`` inside ``decode_head.`` / ``auxiliary_head.``,
+            tried in order before mmcv's ``ConvModule`` parts (``conv``/``bn`` -> ``0``/``1``) are mapped.
+        refines: a model whose signature this model's checkpoints hold too (DeepLabV3+ holds
+            DeepLabV3's ASPP, CCNet FCN's ``conv_cat``): a checkpoint is that model's only if it
+            does not also hold this one's signature.
+        auxiliary: whether mmseg's model has the auxiliary FCN head on C4 (the converter builds
+            it only if the checkpoint holds it).
+    """
+
+    options: dict[str, Any]
+    config: str
+    signature: str
+    renames: tuple[tuple[str, str], ...] = field(default=())
+    refines: str | None = None
+    auxiliary: bool = True
 
 
 class Segmentor(nn.Module):
@@ -62,6 +92,7 @@ class Segmentor(nn.Module):
     # its crop (CPNet's prior); adaptive pooling exports through modules.common.adaptive_avg_pool2d,
     # whose bins follow the input size; the batch size is always free
     onnx_any_size = True
+    mmseg_layout: MmsegLayout | None = None  # mmsegmentation's checkpoint layout, where it has this model
 
     def __init__(
         self,

@@ -1,5 +1,8 @@
-"""mmsegmentation 1.x (and 0.x zoo) checkpoints of FCN, PSPNet, DeepLabV3(+), EncNet and OCRNet
--> contextseg models, every tensor mapped by name."""
+"""mmsegmentation 1.x (and 0.x zoo) checkpoints -> contextseg models, every tensor mapped by name.
+
+Which models: those whose class declares its mmseg layout (:class:`contextseg.models.MmsegLayout`,
+``mmseg_layout``); this module holds only what every layout shares (ResNetV1c's stem, mmcv's
+``ConvModule`` parts) and HRNet-OCR's backbone."""
 
 from __future__ import annotations
 
@@ -10,63 +13,55 @@ import torch
 
 from ...data.palettes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ...models import Segmentor, create_model
+from ...models import MmsegLayout, Segmentor, create_model, get_model_class, list_models
 from ..checkpoints.files import read_torch_file
 from .reading import ConversionError, check_and_load, tensor_of
 
 __all__ = ["from_mmseg", "mmseg_key", "read_mmseg_checkpoint", "MMSEG_MODELS", "MMSEG_DATASETS"]
 
-#: contextseg options that rebuild each mmsegmentation 1.x model's layout (its ``*_r50-d8`` /
-#: ``*_r101-d8`` configs): ResNetV1c at output stride 8, the head widths mmseg uses, ASPP with a
-#: 3x3 bottleneck, DeepLabV3+ with depthwise-separable convs.
-MMSEG_MODELS: dict[str, dict] = {
-    "fcn": dict(channels=512, num_convs=2, concat_input=True, aux_channels=256),
-    "pspnet": dict(channels=512, aux_channels=256),
-    "deeplabv3": dict(channels=512, bottleneck_kernel=3, aux_channels=256),
-    "deeplabv3plus": dict(channels=512, c1_channels=48, bottleneck_kernel=3, separable=True, aux_channels=256),
-    "encnet": dict(channels=512, num_codes=32, aux_channels=256),
-    "ocrnet": dict(channels=512, key_channels=256, region_channels=256),
-}
+#: contextseg options that rebuild each registered model's mmsegmentation 1.x layout (its
+#: ``*_r50-d8`` / ``*_r101-d8`` configs: ResNetV1c at output stride 8 and the head widths mmseg
+#: uses), from the models' own ``mmseg_layout``, as registered when this module was imported.
+MMSEG_MODELS: dict[str, dict] = {name: dict(get_model_class(name).mmseg_layout.options) for name in list_models() if get_model_class(name).mmseg_layout}
 #: mmsegmentation's dataset names -> (contextseg dataset, classes, palette)
 MMSEG_DATASETS = ("ade20k", "cityscapes", "pascal_context", "pascal_context_59")
 
-_MMSEG_RENAMES = [  # (mmseg prefix, contextseg prefix) after "backbone."/"decode_head."/"auxiliary_head." are split off
-    # backbone: ResNetV1c's deep stem -> timm's resnet*c
+_STEM_RENAMES = (  # ResNetV1c's deep stem -> timm's resnet*c
     ("stem.0.", "body.conv1.0."), ("stem.1.", "body.conv1.1."), ("stem.3.", "body.conv1.3."), ("stem.4.", "body.conv1.4."),
     ("stem.6.", "body.conv1.6."), ("stem.7.", "body.bn1."),
-    # heads
-    ("psp_modules.", "ppm.stages."), ("image_pool.", "aspp.image_pool."), ("aspp_modules.", "aspp.branches."),
-    ("enc_module.encoding_project.", "enc_module.encoding.0."), ("enc_module.encoding.0.", "enc_module.encoding.1."),
-    ("enc_module.encoding.1.", "enc_module.encoding.2."),
-    ("1.object_context_block.query_project.", "object_context.query."), ("1.object_context_block.key_project.", "object_context.key."),
-    ("1.object_context_block.value_project.", "object_context.value."), ("1.object_context_block.out_project.", "object_context.out."),
-    ("1.object_context_block.bottleneck.", "fuse."), ("1.bottleneck.", "pixel_conv."), ("1.conv_seg.", "conv_seg."), ("0.", "region_head."),
-]
-_MMSEG_SIGNATURES = {  # a tensor prefix only that model's head has
-    "fcn": "decode_head.conv_cat.", "pspnet": "decode_head.psp_modules.", "deeplabv3plus": "decode_head.c1_bottleneck.",
-    "deeplabv3": "decode_head.aspp_modules.", "encnet": "decode_head.enc_module.", "ocrnet": "decode_head.1.object_context_block.",
-}
+)
+
+
+def _layout(model: str) -> MmsegLayout:
+    """The registered model's mmseg layout; ConversionError when it has none."""
+    layout = get_model_class(model).mmseg_layout if model in list_models() else None
+    if layout is None:
+        known = [name for name in list_models() if get_model_class(name).mmseg_layout]
+        raise ConversionError(f"model {model!r} has no mmsegmentation converter; choose one of {', '.join(known)}")
+    return layout
+
+
 _MMSEG_MODULE_PARTS = {"conv": "0", "bn": "1", "depthwise_conv": "0", "pointwise_conv": "1"}  # ConvModule / DepthwiseSeparableConvModule
 
 
 def mmseg_key(key: str, model: str, hrnet: bool = False) -> str:
-    """contextseg's name of the tensor an mmsegmentation 1.x checkpoint calls ``key`` (``hrnet``:
-    the backbone is an HRNet, whose names are timm's already, and OCRNet's region head is mmseg's
-    1x1 FCNHead on the concatenated branches)."""
+    """contextseg's name of the tensor an mmsegmentation 1.x checkpoint of ``model`` calls ``key``
+    (``hrnet``: the backbone is an HRNet, whose names are timm's already, and OCRNet's region head
+    is mmseg's 1x1 FCNHead on the concatenated branches)."""
     part, _, rest = key.partition(".")
     if part == "backbone":
         if hrnet or rest.startswith("layer"):
             return "backbone.body." + rest
+        renames = _STEM_RENAMES
     elif hrnet and model == "ocrnet" and rest.startswith("0."):
         return "decode_head.region_head." + {"0.convs.0.conv.": "0.0.", "0.convs.0.bn.": "0.1.", "0.conv_seg.": "1."}.get(rest[: rest.rfind(".") + 1], "?.") + rest.rsplit(".", 1)[1]
     elif part in ("decode_head", "auxiliary_head"):
-        if model == "encnet" and part == "decode_head" and rest.startswith("bottleneck."):
-            rest = "conv5." + rest[len("bottleneck."):]
+        renames = _layout(model).renames if part == "decode_head" else ()
         part = "aux_head" if part == "auxiliary_head" else part
     else:
         return key
-    for old, new in _MMSEG_RENAMES:
-        if rest.startswith(old) and (model == "ocrnet" or not old[0].isdigit()):
+    for old, new in renames:
+        if rest.startswith(old):
             rest = new + rest[len(old):]
             break
     *path, leaf = rest.split(".")
@@ -117,12 +112,12 @@ def _numpy_globals() -> list:
 
 
 def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None = None, backbone: str | None = None, **options) -> Segmentor:
-    """An mmsegmentation 1.x checkpoint of FCN, PSPNet, DeepLabV3(+), EncNet or OCRNet (ResNetV1c
+    """An mmsegmentation 1.x checkpoint of a model that declares its mmseg layout (ResNetV1c
     backbones, the ``*_r50-d8`` / ``*_r101-d8`` zoo models; OCRNet also on HRNet-W18/W48, the
     ``ocrnet_hr18``/``ocrnet_hr48`` models, with mmseg's bilinear fuse upsampling) as a contextseg model.
 
     ResNetV1c is timm's ``resnet50c``/``resnet101c`` (depth read from the file); the head options
-    mirror mmseg's layouts (:data:`MMSEG_MODELS`, overridable by ``options``); every tensor is
+    are the model's ``mmseg_layout.options`` (overridable by ``options``); every tensor is
     mapped by name (:func:`mmseg_key`) and any that is unmapped, missing or of another shape is
     refused by name. The v0.x zoo files (``download.openmmlab.com/mmsegmentation/v0.5/...``) use the
     same names. Classes and palette come from the checkpoint's ``meta.dataset_meta`` (1.x) or
@@ -132,8 +127,7 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
     from ...data.palettes import (ADE20K_CLASSES, ADE20K_PALETTE, PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_59_PALETTE,
                                  PASCAL_CONTEXT_60_CLASSES, PASCAL_CONTEXT_60_PALETTE)
 
-    if model not in MMSEG_MODELS:
-        raise ConversionError(f"model {model!r} has no mmsegmentation converter; choose one of {', '.join(MMSEG_MODELS)}")
+    layout = _layout(model)
     if dataset is not None and dataset not in MMSEG_DATASETS:
         raise ConversionError(f"dataset {dataset!r} is not one of {', '.join(MMSEG_DATASETS)}")
     if isinstance(source, dict):
@@ -141,14 +135,21 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
     else:
         name = str(source)
         state, meta = read_mmseg_checkpoint(source)
-    def holds(kind: str) -> bool:
-        return any(k.startswith(_MMSEG_SIGNATURES[kind]) for k in state) and not (kind == "deeplabv3" and holds("deeplabv3plus"))
+    layouts = {kind: get_model_class(kind).mmseg_layout for kind in list_models() if get_model_class(kind).mmseg_layout}
+    layouts[model] = layout
+
+    def has(kind: str) -> bool:
+        return any(k.startswith(layouts[kind].signature) for k in state)
+
+    def holds(kind: str) -> bool:  # its signature, and no model's that refines it
+        return has(kind) and not any(other.refines == kind and has(other_name) for other_name, other in layouts.items())
 
     if not holds(model):
-        looks = next((kind for kind in _MMSEG_SIGNATURES if holds(kind)), None)
-        raise ConversionError(f"{name} is not an mmsegmentation {model} checkpoint: it has no {_MMSEG_SIGNATURES[model]}* tensors"
+        looks = next((kind for kind in layouts if holds(kind)), None)
+        reason = f"it has no {layout.signature}* tensors" if not has(model) else "its tensors are those of a model built on it"
+        raise ConversionError(f"{name} is not an mmsegmentation {model} checkpoint: {reason}"
                               + (f"; it looks like a {looks} checkpoint (--model {looks})" if looks else ""))
-    classifier = "decode_head.1.conv_seg.weight" if model == "ocrnet" else "decode_head.conv_seg.weight"
+    classifier = next((k for k in state if mmseg_key(k, model) == "decode_head.conv_seg.weight"), "decode_head.conv_seg.weight")
     num_classes = int(tensor_of(state, classifier, name, 4, "the classifier, (classes, channels, 1, 1)").shape[0])
     hrnet = "backbone.stage2.0.branches.0.0.conv1.weight" in state
     if hrnet and backbone is None:
@@ -160,8 +161,8 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
         if depth is None or "backbone.stem.0.weight" not in state:
             raise ConversionError(f"{name}: the backbone is not a ResNetV1c-50/101 (layer3 has {blocks} blocks, stem.0 {'present' if 'backbone.stem.0.weight' in state else 'absent'})")
         backbone = f"resnet{depth}c"
-    kwargs = dict(MMSEG_MODELS[model], **options)
-    if model != "ocrnet" and not any(k.startswith("auxiliary_head.") for k in state):
+    kwargs = dict(layout.options, **options)
+    if layout.auxiliary and not any(k.startswith("auxiliary_head.") for k in state):
         kwargs["aux_head"] = False
     if hrnet:  # the branches at strides 4-32, fused bilinearly as mmseg's HRNet does
         kwargs = {k: v for k, v in kwargs.items() if k != "region_channels"}
