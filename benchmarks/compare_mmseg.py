@@ -62,14 +62,13 @@ def mmseg_head(config: str, num_classes: int):
 
 
 def our_head(model: str, num_classes: int):
-    """contextseg's decode head (OCRNet's owns its region head) and a function running it."""
+    """contextseg's decode head (OCRNet's owns its region head) and a function running it: every
+    output its losses read (EncNet's SE logits, OCRNet's regions), as mmseg's heads return in training."""
     cls = get_model_class(model)
     options = dict(MMSEG_MODELS[model])
     options.pop("aux_channels", None)
     head = cls.head_cls(list(CHANNELS), num_classes, output_stride=8, **options)
-    if hasattr(head, "region_head") and model == "ocrnet":
-        return head, lambda feats: [v for k, v in head(feats).items() if k in ("logits", "object_regions")]
-    return head, lambda feats: [v for k, v in head(feats).items() if k in ("logits", "se_logits")]
+    return head, lambda feats: list(head(feats).values())  # every output the losses read, as mmseg's training forward
 
 
 def step(run, module, feats) -> tuple[float, float]:

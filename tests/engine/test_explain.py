@@ -116,3 +116,17 @@ def test_context_map_refuses_unknown_kinds_and_wrong_shapes():
         cs.heads.ContextMap("heat", "g", "t", np.zeros((2, 2)))
     with pytest.raises(ValueError, match="1-d array"):
         cs.heads.ContextMap("class_bars", "g", "t", np.zeros((2, 2)))
+
+
+def test_a_matrix_map_is_drawn_beside_the_image(tmp_path):
+    # the generic kind for a relation that is not a place in the image (DANet's channel attention)
+    matrix = cs.heads.ContextMap("matrix", "relation", "channel attention", np.eye(6) * 0.5 + 0.05, vrange=None)
+    with pytest.raises(ValueError, match="2-d array"):
+        cs.heads.ContextMap("matrix", "g", "t", np.zeros(3))
+    explanation = {"image": photo(), "labels": np.zeros((40, 56), np.int64), "classes": CLASSES, "maps": [matrix], "pixels": []}
+    written = render(explanation, tmp_path, "street")
+    assert [p.name for p in written] == ["street_relation.png"]
+    from PIL import Image
+
+    with Image.open(written[0]) as picture:
+        assert picture.width > picture.height  # the image and the matrix side by side

@@ -14,7 +14,7 @@ from ..modules.common import init_conv_bn
 
 __all__ = ["DecodeHead", "HeadOutput", "ContextMap", "CONTEXT_MAP_KINDS", "feature_index"]
 
-CONTEXT_MAP_KINDS = ("pixel_map", "row_curve", "class_bars")
+CONTEXT_MAP_KINDS = ("pixel_map", "row_curve", "class_bars", "matrix")
 
 
 class HeadOutput(TypedDict, total=False):
@@ -26,7 +26,7 @@ class HeadOutput(TypedDict, total=False):
 
 @dataclass
 class ContextMap:
-    """One thing a context module computed on one image, in one of three generic kinds, so that
+    """One thing a context module computed on one image, in one of four generic kinds, so that
     ``contextseg.explain`` and the demo draw any method without knowing its name:
 
     - ``"pixel_map"``: ``values (h, w)``, a map over the image at any resolution (drawn stretched
@@ -35,6 +35,8 @@ class ContextMap:
       the bottom (drawn as the channel mean with its 10-90 % band): HANet's height attention.
     - ``"class_bars"``: ``values (K,)``, one number per class (the largest drawn as bars):
       EncNet's class presence, OCRNet's pixel-region attention of a pixel.
+    - ``"matrix"``: ``values (R, C)``, a relation between two sets that are not places in the image
+      (drawn as a heat map beside the image, rows against columns): DANet's channel attention.
 
     Args:
         kind: one of :data:`CONTEXT_MAP_KINDS`.
@@ -63,7 +65,7 @@ class ContextMap:
             raise ValueError(f"ContextMap kind must be one of {CONTEXT_MAP_KINDS}, got {self.kind!r}")
         if isinstance(self.values, torch.Tensor):
             self.values = self.values.detach().float().cpu().numpy()
-        dims = {"pixel_map": 2, "row_curve": 2, "class_bars": 1}[self.kind]
+        dims = {"pixel_map": 2, "row_curve": 2, "class_bars": 1, "matrix": 2}[self.kind]
         if self.values.ndim != dims:
             raise ValueError(f"a {self.kind} ContextMap holds a {dims}-d array, got shape {self.values.shape}")
 

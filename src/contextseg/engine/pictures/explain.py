@@ -1,19 +1,13 @@
 """What each context module looks at, as arrays (:func:`explain`) and as pictures (:func:`render`).
 
 Every model says what its context modules compute through one hook,
-:meth:`Segmentor.context_maps <contextseg.models.Segmentor.context_maps>`, as maps of three generic
+:meth:`Segmentor.context_maps <contextseg.models.Segmentor.context_maps>`, as maps of four generic
 kinds (:class:`~contextseg.heads.ContextMap`): a map over the image (``pixel_map``), a curve along
-the image height (``row_curve``) and one number per class (``class_bars``), each either for the
-whole image or for one query pixel. This module draws kinds, never model names:
-
-- **CPNet**: for chosen pixels, the row of the context prior map P and 1 - P (pixel maps).
-- **OCRNet**: each object region's spatial softmax (pixel maps, one per predicted class) and, for
-  chosen pixels, the pixel-region attention over the K regions (class bars).
-- **HANet**: each block's attention along the image height (row curves, 10-90 % band), the query
-  pixels' rows marked: the attention of the row a pixel lies in.
-- **EncNet**: the class-presence probabilities the SE loss trains (class bars).
-- **SPNet**: the strip pooling gates inside the backbone (pixel maps).
-- The baselines have no context module, and say so.
+the image height (``row_curve``), one number per class (``class_bars``) and a relation between two
+sets that are not places in the image (``matrix``), each either for the whole image or for one
+query pixel. This module draws kinds, never model names: what a method shows is the docstring of its
+head's ``context_maps`` (CPNet's prior row, OCRNet's object regions, HANet's height attention, ...).
+The baselines have no context module, and say so.
 
 The image is shown as the model sees it: resized to its test scale, and for a model tied to its
 training crop (CPNet) to that crop. Pixels are ``(x, y)`` in the original image.
@@ -132,7 +126,8 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
     By kind: pixel maps are heat maps over the image (one row per query pixel, marked; maps tied
     to a class only for the predicted classes, at most 8); row curves are drawn beside the image,
     top to bottom (channel mean and its 10-90 % band); class bars show the 12 largest classes,
-    beside the image (with the query pixel marked)."""
+    beside the image (with the query pixel marked); matrices are heat maps beside the image, rows
+    against columns, with a colour bar."""
     plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +139,8 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
             fig = _draw_pixel_maps(plt, e, maps)
         elif kind == "row_curve":
             fig = _draw_row_curves(plt, e, maps)
+        elif kind == "matrix":
+            fig = _draw_matrices(plt, e, maps)
         else:
             fig = _draw_class_bars(plt, e, maps)
         path = out_dir / f"{stem}_{group}.png"
@@ -248,4 +245,19 @@ def _draw_class_bars(plt, e: dict[str, Any], maps: list[ContextMap]):
         if m.vrange is not None:
             ax_bars.set_xlim(*m.vrange)
         ax_bars.set_title(m.title, fontsize=9)
+    return fig
+
+
+def _draw_matrices(plt, e: dict[str, Any], maps: list[ContextMap]):
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3.2 + 3.4 * len(maps), 3.2), layout="constrained")
+    axes[0].imshow(e["image"])
+    axes[0].axis("off")
+    axes[0].set_title("image", fontsize=9)
+    for ax, m in zip(axes[1:], maps):
+        vmin, vmax = m.vrange if m.vrange is not None else (None, None)
+        shown = ax.imshow(m.values, cmap=m.cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(m.title, fontsize=9)
+        ax.set_xlabel(f"{m.values.shape[1]} columns")
+        ax.set_ylabel(f"{m.values.shape[0]} rows")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
     return fig
