@@ -23,6 +23,7 @@ def test_paper_loss_terms_and_weights():
         "spnet": {"loss_seg", "loss_aux"},
         "hanet": {"loss_seg", "loss_aux"},  # HANet's release: the dsn auxiliary on layer3
         "ccnet": {"loss_seg", "loss_aux"},  # CCNet (ICCV): RCCA head + auxiliary FCN on C4, no other loss
+        "danet": {"loss_seg", "loss_aux", "loss_pam", "loss_cam"},  # DANet: each attention branch's own CE + auxiliary
         "fcn": {"loss_seg", "loss_aux"},  # the baselines as mmsegmentation trains them: auxiliary FCN head on C4
         "pspnet": {"loss_seg", "loss_aux"},
         "deeplabv3": {"loss_seg", "loss_aux"},
