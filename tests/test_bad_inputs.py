@@ -215,6 +215,7 @@ def test_data_check_names_orphan_masks_and_a_shared_problem_once(tmp_path):
     before = digest([root])
     code, out = cli("data", "check", "folder", root)
     check(code, out, 1, "orphan.png", "has no image")
+    assert "splits found: train, val; missing: none" in out  # which splits it looked at, and which it did not find
     (root / "classes.txt").unlink()
     code, out = cli("data", "check", "folder", root)
     check(code, out, 1, "classes.txt")

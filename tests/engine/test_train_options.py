@@ -192,11 +192,19 @@ def test_trainer_messages_go_through_logging_on_rank_zero_only(monkeypatch, caps
     child.warning("crops are mostly padding")
     out = capsys.readouterr()
     assert out.out == "iter 1/2\n" and out.err == "warning: crops are mostly padding\n"
+    monkeypatch.setattr(log_module, "is_distributed", lambda: True)
     monkeypatch.setattr(log_module, "get_rank", lambda: 1)
     child.info("from rank 1")
     child.info("every rank", extra={"all_ranks": True})
     out = capsys.readouterr()
     assert out.out == "every rank\n"
+    # outside a process group (a CLI line before or after a torchrun training) torchrun's RANK decides
+    monkeypatch.setattr(log_module, "is_distributed", lambda: False)
+    monkeypatch.setenv("RANK", "1")
+    child.info("rank 1 before the group exists")
+    monkeypatch.setenv("RANK", "0")
+    child.info("rank 0 before the group exists")
+    assert capsys.readouterr().out == "rank 0 before the group exists\n"
     assert log_module.setup_logging() is logger and len(logger.handlers) == 2  # idempotent
     assert all(any(isinstance(f, log_module.RankZeroFilter) for f in h.filters) for h in logger.handlers)
 

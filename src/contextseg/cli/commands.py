@@ -16,12 +16,10 @@ from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
 from ..engine.config import ConfigError, load_config
+from ..engine.log import get_logger
 from ..engine.precision import inference_precision
 
-
-def _is_rank0() -> bool:
-    """Under torchrun every process runs the command (before the process group exists); only rank 0 talks."""
-    return os.environ.get("RANK", "0") == "0"
+log = get_logger("cli")
 
 
 def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -43,17 +41,11 @@ def cmd_train(args) -> int:
         print(f"# on this machine ({chosen[0]}): {chosen[1].describe()}")
         return 0
     source = config or "the embedded default (synthetic street scenes)"
-    if _is_rank0():
-        print(
-            f"training {cfg.model['name']} ({cfg.model.get('backbone', 'resnet50d')}) on {cfg.data.name} from {source}: "
-            f"{cfg.train.max_iters} iterations, batch {cfg.train.batch_size}, work dir {cfg.work_dir}; "
-            f"{chosen[1].describe()}",
-            flush=True,
-        )
+    log.info("training %s (%s) on %s from %s: %d iterations, batch %d, work dir %s; %s", cfg.model["name"], cfg.model.get("backbone", "resnet50d"),
+             cfg.data.name, source, cfg.train.max_iters, cfg.train.batch_size, cfg.work_dir, chosen[1].describe())  # rank 0 only (the logger's filter)
     start = time.time()
     train(cfg, progress=sys.stderr.isatty(), overwrite=args.overwrite)  # progress bars on a terminal, plain log lines otherwise
-    if _is_rank0():
-        print(f"done in {time.time() - start:.0f} s")
+    log.info("done in %.0f s", time.time() - start)
     return 0
 
 
@@ -106,8 +98,8 @@ def cmd_eval(args) -> int:
     size = f"test scale {base[0]}x{base[1]} (long x short side)" if base else "the images' own size"
     window = f" (windows {'x'.join(map(str, ev.crop_size or cfg.data.crop_size))})" if ev.mode == "slide" else ""
     chosen, autocast = inference_precision(model, device, args.precision)
-    print(f"evaluating {args.checkpoint} on {cfg.data.name}/{args.split or cfg.data.val_split} ({len(dataset)} images) at {size}, "
-          f"mode {ev.mode}{window}, scales {ev.scales}, flip {ev.flip}, {chosen.precision}")
+    log.info("evaluating %s on %s/%s (%d images) at %s, mode %s%s, scales %s, flip %s, %s", args.checkpoint, cfg.data.name,
+             args.split or cfg.data.val_split, len(dataset), size, ev.mode, window, ev.scales, ev.flip, chosen.precision)
     results = evaluate(model, dataset, ev, device, crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast,
                        progress=sys.stderr.isatty())  # a progress bar on a terminal only, never into a log file
     print(format_results(results, dataset.classes))
@@ -117,7 +109,7 @@ def cmd_eval(args) -> int:
         title = f"{cfg.model['name']} on {cfg.data.name}/{args.split or cfg.data.val_split}"
         written = [plot_class_iou(results, dataset.classes, Path(args.plots) / "class_iou.png", title),
                    plot_confusion(results["confusion"], dataset.classes, Path(args.plots) / "confusion.png", title)]
-        print(f"wrote {', '.join(map(str, written))}")
+        log.info("wrote %s", ", ".join(map(str, written)))
     if args.json_path:
         payload = {"checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
         write_atomic(Path(args.json_path), json.dumps(payload, indent=2))
@@ -256,7 +248,7 @@ def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path
         try:
             rgb = read_image(path, args.max_pixels)
         except DatasetError as exc:
-            print(f"skipped {path}: {exc}", file=sys.stderr)
+            log.warning("skipped %s: %s", path, exc)
             failed.append(path)
             continue
         with ctx():
@@ -267,7 +259,7 @@ def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path
         _save_png(_label_png(labels, palette), label_path)
         _save_png(Image.fromarray(add_legend(overlay, labels, classes, palette)), overlay_path)
         done += 1
-    print(f"wrote {done} label PNG(s) and overlays to {out}" + (f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else ""))
+    log.info("wrote %d label PNG(s) and overlays to %s%s", done, out, f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else "")
     return 1 if failed else 0
 
 
@@ -289,11 +281,11 @@ def cmd_explain(args) -> int:
         try:
             rgb = read_image(path, args.max_pixels)
         except DatasetError as exc:
-            print(f"skipped {path}: {exc}", file=sys.stderr)
+            log.warning("skipped %s: %s", path, exc)
             failed.append(path)
             continue
         written += render(explain(model, rgb, pixels=args.pixel), out, path.stem)
-    print(f"wrote {len(written)} picture(s) to {out}: {', '.join(p.name for p in written)}" + (f"; {len(failed)} image(s) failed" if failed else ""))
+    log.info("wrote %d picture(s) to %s: %s%s", len(written), out, ", ".join(p.name for p in written), f"; {len(failed)} image(s) failed" if failed else "")
     return 1 if failed else 0
 
 
@@ -316,7 +308,7 @@ def cmd_convert(args) -> int:
             model = from_hanet(args.checkpoint)
         ensure_writable_folder(out, "--out")
         save(model, out)
-        print(f"wrote {out}: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a CONFIG of its dataset)")
+        log.info("wrote %s: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a CONFIG of its dataset)", out)
         return 0
     from safetensors.torch import save_file
 
@@ -326,7 +318,7 @@ def cmd_convert(args) -> int:
     ensure_writable_folder(out.parent, "--out")
     with atomic_write(out) as tmp:  # whole or not at all, never through a link
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    print(f"wrote {out}: train with model.backbone={name} model.pretrained_backbone={out}")
+    log.info("wrote %s: train with model.backbone=%s model.pretrained_backbone=%s", out, name, out)
     return 0
 
 
@@ -360,23 +352,25 @@ def cmd_data(args) -> int:
         if args.name in data.DATASETS and args.name != "synthetic" and not Path(args.root).expanduser().is_dir():
             raise ValueError(f"root {args.root!r} is not a folder; {args.name} expects {data.DATASETS[args.name].layout}")  # bad input: exit 2
         problems = data.check_dataset(args.name, args.root, args.split)
+        found, missing = data.dataset_splits(args.name, args.root)
+        log.info("%s at %s: splits found: %s; missing: %s", args.name, args.root, ", ".join(found) or "none", ", ".join(missing) or "none")
         if problems:
             for line in problems:
                 print(f"- {line}")
-            print(f"{len(problems)} problem(s) found in {args.name} at {args.root}", file=sys.stderr)
+            log.warning("%d problem(s) found in %s at %s", len(problems), args.name, args.root)
             return 1
-        print(f"{args.name} at {args.root}: no problems found")
+        log.info("%s at %s: no problems found", args.name, args.root)
         return 0
     if args.data_command == "prepare":
         written = data.prepare_cityscapes(args.root)
-        print(f"wrote {written} *_labelTrainIds.png files under {args.root}")
+        log.info("wrote %d *_labelTrainIds.png files under %s", written, args.root)
         return 0
     if args.data_command == "export-synthetic":
         splits = list(dict.fromkeys(s.strip() for s in args.splits.split(",") if s.strip()))  # each split once
         data.export_synthetic(args.out, splits=splits, size=tuple(args.size), length=args.length, seed=args.seed, overwrite=args.overwrite)
-        print(f"wrote synthetic splits {', '.join(splits)} to {args.out} (folder layout)")
+        log.info("wrote synthetic splits %s to %s (folder layout)", ", ".join(splits), args.out)
         return 0
-    print("usage: contextseg data {check,prepare,export-synthetic} ...", file=sys.stderr)
+    log.error("usage: contextseg data {check,prepare,export-synthetic} ...", extra={"as_is": True})
     return 2
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.log import get_logger
+
 DEFAULT_CHECKPOINT = Path("runs") / "default_synthetic" / "best.pt"
 NO_MODEL = (f"no --checkpoint given and {DEFAULT_CHECKPOINT} does not exist: train the default first (`contextseg train`, "
             "a few minutes on a CPU) or pass --checkpoint PATH_OR_SAVED_FOLDER")
@@ -236,7 +238,7 @@ def cmd_demo(args) -> int:
     previous_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         page = build_page(demo)
-        print(f"contextseg demo: {', '.join(demo.models)}; Gradio prints the address below (Ctrl-C stops it)", flush=True)
+        get_logger("cli").info("contextseg demo: %s; Gradio prints the address below (Ctrl-C stops it)", ", ".join(demo.models))
         page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=False, theme=local_theme(),
                     max_file_size="200mb", allowed_paths=[str(demo.workdir)])
     finally:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import torch
 
+from ..engine.log import get_logger
+
+log = get_logger("cli")
+
 
 def _check_saved_model_target(out: Path, overwrite: bool) -> None:
     """A saved model goes into a new or empty folder; ``--overwrite`` replaces a saved model's two
@@ -60,7 +64,7 @@ def run_export(args) -> int:
         with output_lock(out, "--out", "export"):  # one writer; the target checked again under the lock
             _check_saved_model_target(out, overwrite)
             save_pretrained(model, out)
-        print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} (load with contextseg.from_pretrained)")
+        log.info("wrote %s and %s (load with contextseg.from_pretrained)", out / "model.safetensors", out / "config.json")
         return 0
     size = tuple(args.size) if args.size else tuple(cfg.data.crop_size)
     tied = model.tied_input_size()
@@ -85,5 +89,5 @@ def run_export(args) -> int:
     import json
 
     shape = "(N, 3, H, W): any batch and size" if json.loads(metadata["input"])["height"] is None else f"(N, 3, {size[0]}, {size[1]}): any batch, this size only"
-    print(f"wrote {out}: input images {shape}, normalised RGB; output logits; classes, palette, mean and std in its metadata")
+    log.info("wrote %s: input images %s, normalised RGB; output logits; classes, palette, mean and std in its metadata", out, shape)
     return 0

@@ -87,8 +87,19 @@ def _add_precision_option(p: argparse.ArgumentParser) -> None:
                    help="autocast precision (auto: bf16 where the CPU or GPU computes it natively, fp16 on older tensor-core GPUs, fp32 elsewhere)")
 
 
+def _installed_version() -> str:
+    """The package metadata's version (the one place it is set: pyproject.toml)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("contextseg")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextseg", description="Semantic segmentation with context aggregation.")
+    parser.add_argument("--version", action="version", version=f"contextseg {_installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model (the embedded synthetic default without CONFIG)")
@@ -209,10 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from ..engine.log import setup_logging
+    from ..engine.log import get_logger, setup_logging
     from . import commands
 
     setup_logging()
+    log = get_logger("cli")
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return int(handler(args) or 0)
@@ -221,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if not (isinstance(exc, OSError) or raised_by_contextseg(exc)):
             return _report_bug(args.command, exc)
-        print(f"contextseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        log.error("contextseg %s: error: %s", args.command, _one_line(exc), extra={"as_is": True})
         return 2
     except (MemoryError, RuntimeError) as exc:
         text = _one_line(exc)
@@ -229,11 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
             return _report_bug(args.command, exc)
-        print(f"contextseg {args.command}: error: out of memory ({text[:200]}); use smaller images, crops, batches or scales", file=sys.stderr)
+        log.error("contextseg %s: error: out of memory (%s); use smaller images, crops, batches or scales", args.command, text[:200], extra={"as_is": True})
         return 2
     except KeyboardInterrupt as exc:  # the trainer has already said where it stopped, when it did
         if not str(exc):
-            print("interrupted", file=sys.stderr)
+            log.error("interrupted", extra={"as_is": True})
         return 130
 
 
@@ -256,9 +268,11 @@ def _report_bug(command: str, exc: BaseException) -> int:
     """An unexpected exception: its traceback, and a line saying it is a bug (exit 1, not 2)."""
     import traceback
 
+    from ..engine.log import get_logger
+
     traceback.print_exception(exc, file=sys.stderr)
-    print(f"contextseg {command}: internal error ({type(exc).__name__}); this is a bug in contextseg, not a problem with your input: "
-          "please report it with the traceback above (set CONTEXTSEG_DEBUG=1 to let Python raise it)", file=sys.stderr)
+    get_logger("cli").error("contextseg %s: internal error (%s); this is a bug in contextseg, not a problem with your input: please report it "
+                            "with the traceback above (set CONTEXTSEG_DEBUG=1 to let Python raise it)", command, type(exc).__name__, extra={"as_is": True})
     return 1
 
 

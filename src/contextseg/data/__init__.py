@@ -36,6 +36,18 @@ def build_dataset(name: str, root, split: str = "train", transforms=None, **kwar
     return _dataset_class(name)(root, split, transforms=transforms, **kwargs)
 
 
+def dataset_splits(name: str, root) -> tuple[list[str], list[str]]:
+    """``(found, missing)``: the splits of dataset ``name`` that are on disk under ``root`` (by each
+    split's own folder) and those that are not. A generated dataset has every split."""
+    cls = _dataset_class(name)
+    if not issubclass(cls, FileSegmentationDataset):
+        return list(cls.splits), []
+    if root is None or not Path(root).expanduser().is_dir():
+        return [], list(cls.splits)
+    found = [s for s in cls.splits if cls.split_marker(Path(root).expanduser(), s).exists()]
+    return found, [s for s in cls.splits if s not in found]
+
+
 def check_dataset(name: str, root, split: str | None = None, **kwargs) -> list[str]:
     """Every problem of dataset ``name`` under ``root`` (all splits present, or just ``split``),
     as readable lines; an empty list means the dataset is fine. Never raises for a bad dataset."""
@@ -88,6 +100,7 @@ __all__ = [
     "TrainTransform",
     "build_dataset",
     "check_dataset",
+    "dataset_splits",
     "colorize",
     "denormalize",
     "export_synthetic",

@@ -11,9 +11,10 @@ on when the root logger has handlers). Progress bars stay with tqdm.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-from .distributed import get_rank
+from .distributed import get_rank, is_distributed
 
 __all__ = ["logger", "get_logger", "setup_logging", "RankZeroFilter"]
 
@@ -26,10 +27,13 @@ def get_logger(name: str) -> logging.Logger:
 
 
 class RankZeroFilter(logging.Filter):
-    """Lets a record through on rank 0 only, unless it was logged with ``extra={"all_ranks": True}``."""
+    """Lets a record through on rank 0 only, unless it was logged with ``extra={"all_ranks": True}``.
+    Outside a process group (before it is set up, after it is torn down) the rank is torchrun's
+    ``RANK`` variable, so that a CLI line said around a training is said once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "all_ranks", False) or get_rank() == 0
+        rank = get_rank() if is_distributed() else int(os.environ.get("RANK", "0") or 0)
+        return getattr(record, "all_ranks", False) or rank == 0
 
 
 class _ConsoleHandler(logging.StreamHandler):
@@ -50,9 +54,13 @@ class _ConsoleHandler(logging.StreamHandler):
 
 
 class _LevelPrefix(logging.Formatter):
+    """Warnings and errors start with their level (``warning: ...``), unless logged with
+    ``extra={"as_is": True}``: the CLI's error lines, which carry their own ``contextseg CMD: error:``."""
+
     def format(self, record: logging.LogRecord) -> str:
         message = super().format(record)
-        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+        plain = record.levelno < logging.WARNING or getattr(record, "as_is", False)
+        return message if plain else f"{record.levelname.lower()}: {message}"
 
 
 def setup_logging(level: int = logging.INFO) -> logging.Logger:
