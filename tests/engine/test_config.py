@@ -58,6 +58,22 @@ def test_scientific_notation_is_a_float_and_types_are_checked(tmp_path):
         load_config(p, ["data.photometric=3"])
 
 
+@pytest.mark.parametrize("override, match", [
+    ("data.crop_size=[64, '64']", r"data.crop_size must be list\[int\], got \[64, '64'\]"),
+    ("data.crop_size=[64.0, 64]", r"data.crop_size must be list\[int\]"),
+    ("data.base_size=[true, 2]", r"data.base_size must be list\[int\] \| None"),
+    ("data.ratio_range=[0.5, x]", r"data.ratio_range must be list\[float\]"),
+    ("train.betas=[0.9, false]", r"train.betas must be list\[float\]"),
+    ("evaluate.scales=[1.0, [2]]", r"evaluate.scales must be list\[float\]"),
+    ("train.paramwise=[backbone]", r"train.paramwise must be list\[dict\]"),
+])
+def test_list_elements_are_type_checked(tmp_path, override, match):
+    p = write(tmp_path, {"model": {"name": "fcn"}})
+    with pytest.raises(ConfigError, match=match):
+        load_config(p, [override])
+    assert load_config(p, ["data.ratio_range=[1, 2]"]).data.ratio_range == [1, 2]  # an int is a float
+
+
 def _write(path, text):
     path.write_text(text)
     return path

@@ -169,12 +169,12 @@ class TrainConfig:
     warmup_iters: int = 0
     warmup_ratio: float = 0.1  # LR factor at iteration 0 of a linear warm-up
     head_lr_mult: float = 1.0  # LR multiplier of every parameter outside the backbone
-    paramwise: list = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
+    paramwise: list[dict] = field(default_factory=list)  # [{pattern: glob on parameter names, lr_mult, weight_decay}]
     grad_clip: float | None = None
     ema: float | None = None  # decay of an exponential moving average of the weights, used for evaluation (e.g. 0.999)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: bf16 on CPUs and GPUs that compute it natively, fp16 on older tensor-core GPUs, fp32 elsewhere (engine/precision.py)
     channels_last: bool | str = "auto"  # NHWC memory format: true | false | auto (on for the CPU, and on CUDA with bf16/fp16)
-    compile: bool = False  # torch.compile the training forward (benchmarks/README.md: what it gives here)
+    compile: bool = False  # torch.compile the training forward (docs/benchmarks.md: what it gives here)
     sync_bn: bool = True  # SyncBatchNorm when distributed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
@@ -277,12 +277,18 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), 
 
 
 def _type_ok(value, annotation: str) -> bool:
-    allowed: tuple = ()
-    for part in annotation.split("|"):
-        allowed += _TYPES.get(part.strip().split("[")[0], ())
-    if isinstance(value, bool) and bool not in allowed:
-        return False
-    return isinstance(value, allowed)
+    """Whether ``value`` is of the dataclass field type ``annotation`` (``int``, ``float | None``,
+    ``list[int]``, ...): a bool is no number, an int is a float, and every element of a list must
+    be of the element type."""
+    for part in (p.strip() for p in annotation.split("|")):
+        base, _, inner = part.partition("[")
+        allowed = _TYPES.get(base, ())
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            continue
+        if inner and not all(_type_ok(v, inner.rstrip("]")) for v in value):
+            continue
+        return True
+    return False
 
 
 def _build_section(cls_, values: dict, where: str):
