@@ -167,3 +167,19 @@ def test_ambiguous_layouts_and_bad_settings_are_refused_saying_what_to_pass():
                               (dict(scales=[0.0]), "scales must be"), (dict(flip="yes"), "flip must be True or False")]:
         with pytest.raises(ValueError, match=message):
             model.predict(image, **settings)
+
+
+def test_the_inference_settings_are_the_evaluate_section():
+    # one list of keys and defaults (models.inference.INFERENCE_SETTINGS) for predict, saved models
+    # and default_inference; the config's evaluate section (which cannot import models) must match it
+    from dataclasses import fields
+
+    from contextseg.engine.config import EvalConfig
+    from contextseg.models.inference import INFERENCE_SETTINGS
+
+    evaluate = {f.name: getattr(EvalConfig(), f.name) for f in fields(EvalConfig) if f.name != "antialias"}
+    assert evaluate == INFERENCE_SETTINGS
+    model = cs.create_model("fcn", num_classes=3, backbone="resnet18d")
+    assert model.default_inference() == INFERENCE_SETTINGS
+    with pytest.raises(TypeError, match="use mode, crop_size, stride, scales, flip"):
+        model.predict(np.zeros((8, 8, 3), np.uint8), window=3)

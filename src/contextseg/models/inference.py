@@ -20,7 +20,11 @@ from ..modules.common import resize
 
 # ``inference`` is imported from this module or as ``contextseg.engine.inference``: exported by the
 # package it would hide this module (contextseg.exports)
-__all__ = ["predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "check_window", "MAX_SCALE"]
+__all__ = ["INFERENCE_SETTINGS", "predict_labels", "slide_inference", "whole_inference", "row_positions", "slide_windows", "check_scales", "check_window", "MAX_SCALE"]
+
+#: the inference settings a model carries (``model.meta["inference"]``, a saved model's config, the
+#: ``evaluate`` section of a training config) and ``Segmentor.predict`` takes, with their defaults
+INFERENCE_SETTINGS: dict[str, object] = {"mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False}
 
 MAX_SCALE = 8.0  # the largest test-time resize factor anywhere (a 1e9 scale is a typo, not a request)
 

@@ -22,7 +22,7 @@ from ..heads.base import ContextMap, DecodeHead, HeadOutput
 from ..heads.fcn import FCNHead
 from ..losses import CrossEntropyLoss
 from ..modules.common import resize
-from .inference import predict_labels
+from .inference import INFERENCE_SETTINGS, predict_labels
 
 __all__ = ["Segmentor", "MmsegLayout"]
 
@@ -70,7 +70,8 @@ class Segmentor(nn.Module):
         aux_channels: width of the auxiliary head (256 in the papers, for a 1024-channel C4).
         ignore_index: label value ignored by every loss (255).
         class_weight: optional per-class weights of the cross entropy.
-        ohem_thresh, ohem_min_kept: online hard example mining on the main output only.
+        ohem_thresh: online hard example mining on the main output only: the probability below which a pixel is hard (None: off).
+        ohem_min_kept: the fewest pixels OHEM keeps.
         contract_dilation: False dilates the first block of each dilated stage fully (HANet's release).
         hrnet_upsample: HRNet fuse-layer upsampling, ``"nearest"`` (timm) or ``"bilinear"`` (mmseg).
         **head_kwargs: options of the decode head (see each model's head class).
@@ -194,7 +195,7 @@ class Segmentor(nn.Module):
         """How this model segments an image unless told otherwise: ``self.meta["inference"]`` (what
         its training config evaluated with), and for a model tied to its training crop
         (:meth:`tied_input_size`, CPNet) sliding windows of that crop."""
-        settings = {"mode": "whole", "crop_size": None, "stride": None, "scales": [1.0], "flip": False}
+        settings = {k: list(v) if isinstance(v, list) else v for k, v in INFERENCE_SETTINGS.items()}
         settings.update({k: v for k, v in self.meta.get("inference", {}).items() if v is not None})
         tied = self.tied_input_size()
         if tied is not None:
@@ -250,9 +251,9 @@ class Segmentor(nn.Module):
         """
         if isinstance(images, (list, tuple)):
             return [self.predict(image, **overrides) for image in images]
-        unknown = set(overrides) - {"mode", "crop_size", "stride", "scales", "flip", "positions"}
+        unknown = set(overrides) - {*INFERENCE_SETTINGS, "positions"}
         if unknown:
-            raise TypeError(f"predict() got unknown setting(s) {sorted(unknown)}; use mode, crop_size, stride, scales, flip")
+            raise TypeError(f"predict() got unknown setting(s) {sorted(unknown)}; use {', '.join(INFERENCE_SETTINGS)}")
         settings = {**self.default_inference(), **overrides}
         device = next(self.parameters()).device
         dtype = next(self.parameters()).dtype

@@ -22,6 +22,7 @@ import torch
 
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
+from ...models.inference import INFERENCE_SETTINGS
 from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, write_atomic
 from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml, version_differences, without_unknown_keys
@@ -91,7 +92,7 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
         "std": list(IMAGENET_STD),
         "base_size": list(base) if isinstance(base, (list, tuple)) else base,
         "crop_size": list(cfg.data.crop_size),
-        "inference": {k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")},
+        "inference": {k: getattr(cfg.evaluate, k) for k in INFERENCE_SETTINGS},
         # what it was scored on: `contextseg eval --checkpoint SAVED_FOLDER` evaluates the same way
         "data": {"name": cfg.data.name, "root": cfg.data.root, "val_split": cfg.data.val_split, "kwargs": dict(cfg.data.kwargs),
                  "base_size": list(base) if isinstance(base, (list, tuple)) else base, "crop_size": list(cfg.data.crop_size)},
@@ -117,7 +118,7 @@ def _saved_model_with_config(folder: Path, device, config: str | None, overrides
         raw.update({k: user[k] for k in ("data", "evaluate", "train") if k in user})
     cfg = Config.from_dict(apply_overrides(raw, overrides or []), source=f"saved model {folder}")
     if config is not None or overrides:
-        model.meta["inference"] = {k: getattr(cfg.evaluate, k) for k in ("mode", "crop_size", "stride", "scales", "flip")}
+        model.meta["inference"] = {k: getattr(cfg.evaluate, k) for k in INFERENCE_SETTINGS}
     ckpt = {"classes": model.meta.get("classes") or [str(k) for k in range(model.num_classes)], "palette": model.meta.get("palette", []), "config": cfg.to_dict()}
     return model, cfg, ckpt
 
