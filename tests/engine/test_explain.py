@@ -130,3 +130,10 @@ def test_a_matrix_map_is_drawn_beside_the_image(tmp_path):
 
     with Image.open(written[0]) as picture:
         assert picture.width > picture.height  # the image and the matrix side by side
+
+
+def test_the_explanation_prints_as_one_line(tmp_path):
+    e = explain(tiny("hanet"), photo(), pixels=[(10, 30)], out_dir=tmp_path)
+    text = repr(e)
+    assert isinstance(e, dict) and "\n" not in text and len(text) < 400
+    assert text.startswith("Explanation(model='hanet'") and "pixels=" in text and "files=" in text and "array" not in text

@@ -30,7 +30,7 @@ from ...heads.base import ContextMap
 from ...models import Segmentor
 from .plots import pyplot
 
-__all__ = ["explain", "render", "NothingToExplain"]
+__all__ = ["Explanation", "explain", "render", "NothingToExplain"]
 
 
 class NothingToExplain(ValueError):
@@ -79,17 +79,32 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
     maps = model.context_maps(view, chosen)
     if not maps:
         raise NothingToExplain(f"{name} computed no context maps on this image (e.g. SPNet without strip pooling)")
-    out: dict[str, Any] = {
+    out = Explanation({
         "model": name,
         "image": _denormalise(view[0], mean, std),
         "labels": labels.numpy(),
         "pixels": chosen,
         "classes": model.meta.get("classes") or [str(k) for k in range(model.num_classes)],
         "maps": maps,
-    }
+    })
     if out_dir is not None:
         out["files"] = render(out, out_dir, stem)
     return out
+
+
+class Explanation(dict):
+    """What :func:`explain` returns: a plain dict (``"model"``, ``"image"``, ``"labels"``,
+    ``"pixels"``, ``"classes"``, ``"maps"``, and ``"files"`` when drawn) whose repr is one line
+    (model, image size, query pixels, the groups of maps and the files), not pages of arrays."""
+
+    def __repr__(self) -> str:
+        groups = {g: len(m) for g, m in maps_by_group(self).items()}
+        height, width = self["image"].shape[:2]
+        files = [str(f) for f in self.get("files", [])]
+        return (f"Explanation(model={self['model']!r}, image={width}x{height}, pixels={self['pixels']}, maps={groups}"
+                + (f", files={files}" if files else "") + ")")
+
+    __str__ = __repr__
 
 
 def maps_by_group(explanation: dict[str, Any]) -> dict[str, list[ContextMap]]:
