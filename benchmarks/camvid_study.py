@@ -8,7 +8,7 @@ Each model trains from ``configs/<model>/<model>_r18_camvid.yaml`` in its own su
 weights, parameters, GFLOPs of one 360x480 frame, and training minutes (iterations and
 evaluations, start-up excluded). Several seeds give the mean and the spread.
 
-    python benchmarks/camvid_study.py --models fcn cpnet --seeds 0 --root ../shared/datasets/camvid
+    python benchmarks/camvid_study.py --models fcn cpnet --seeds 0 --root data/camvid
     python benchmarks/camvid_study.py --table-only     # tabulate what has finished
 
 "train min" is the logged time of iterations and evaluations; "at median s/it" prices every
@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "datasets" / "camvid"), help="CamVid root (train/, val/, trainannot/, valannot/)")
+    parser.add_argument("--root", default="data/camvid", help="CamVid root (train/, val/, trainannot/, valannot/)")
     parser.add_argument("--out", default=str(REPO / "runs" / "camvid_study"), help="study folder (one work dir per run)")
     parser.add_argument("--table-only", action="store_true", help="only tabulate the runs that have finished")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every recipe")

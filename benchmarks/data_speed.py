@@ -1,6 +1,6 @@
 """Render time of the synthetic street scenes and cost of the joint training transform.
 
-    python benchmarks/data_speed.py [--camvid ../shared/datasets/camvid]
+    python benchmarks/data_speed.py [--camvid data/camvid]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def per_item_ms(fn, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--camvid", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "camvid"))
+    parser.add_argument("--camvid", default="data/camvid", help="CamVid root; the CamVid line is skipped when it is missing")
     args = parser.parse_args()
     for size in [(128, 256), (96, 192), (512, 1024)]:
         ds = build_dataset("synthetic", None, "train", size=size)

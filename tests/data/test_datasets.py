@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from contextseg.data.palettes import CITYSCAPES_ID_TO_TRAINID
 
 from .conftest import ramp_mask, write_image, write_mask
 
-CAMVID_ROOT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"  # ../shared beside the repo
+CAMVID_ROOT = Path(os.environ.get("CONTEXTSEG_CAMVID", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"))  # or ../shared beside the repo
 
 
 # -- fixtures in the real layouts ---------------------------------------------------------------------
@@ -287,7 +288,7 @@ def test_median_frequency_weights_by_hand(tmp_path):
 
 
 # -- the real CamVid -----------------------------------------------------------------------------------
-@pytest.mark.skipif(not CAMVID_ROOT.is_dir(), reason="real CamVid not found in ../shared/datasets/camvid")
+@pytest.mark.skipif(not CAMVID_ROOT.is_dir(), reason="real CamVid not found: set CONTEXTSEG_CAMVID to its folder")
 def test_real_camvid():
     train = build_dataset("camvid", CAMVID_ROOT, "train")
     val = build_dataset("camvid", CAMVID_ROOT, "val")
