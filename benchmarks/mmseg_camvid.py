@@ -12,7 +12,7 @@ median-frequency class weights of the training masks (computed here from the PNG
 contextseg); evaluation of the whole frame resized to 240 x 180 with the logits resized back and the
 metric at the labels' 480 x 360. CamVid's void (11) is mapped to 255 and ignored.
 
-What cannot be made identical (benchmarks/README.md, "Trainer vs mmsegmentation", lists the expected
+What cannot be made identical (docs/benchmarks.md, "Trainer vs mmsegmentation", lists the expected
 effect of each): random streams (initial weights, sampling order, augmentations) differ per library,
 so seeds pair up only by number; mmcv resizes with cv2 bilinear without antialiasing where
 contextseg antialiases (train and test); mmseg's cross entropy divides the weighted sum by the number

@@ -1,4 +1,4 @@
-"""Peak memory of ``contextseg predict`` on a large photo with a 150-class model (issue #20, item 7).
+"""Peak memory of ``contextseg predict`` on a large photo with a 150-class model.
 
 A 3000 x 2000 photo and a 150-class FCN (ResNet-18-D, output stride 8, random weights, ADE20K's test
 scale 2048 x 512 so the network runs at 768 x 512) saved as a saved-model folder. Two ways of turning

@@ -3,8 +3,8 @@
 Each side is a config (``default`` = the embedded default) with optional ``key=value`` overrides.
 Rounds alternate A, B, A, B, ... in one process, so a noisy machine hurts both alike; the table
 gives each side's median seconds per iteration (data, forward, backward, step: the whole loop, as
-``benchmarks/train_step.py`` times it) and B / A. Used for issue #22: is the context default as
-fast as the DeepLabV3+ default it replaced?
+``benchmarks/train_step.py`` times it) and B / A. Written to answer whether the HANet default is as fast as the
+DeepLabV3+ default it replaced.
 
     python benchmarks/train_speed_pair.py --a benchmarks/default_deeplabv3plus.yaml --b default --iters 30 --rounds 3
 """

@@ -140,3 +140,18 @@ def test_a_bug_is_reported_as_a_bug_not_as_bad_input(monkeypatch, capsys, tmp_pa
     assert main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "a_file")]) == 2  # bad input: one line
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "no images" in err
+
+
+def test_version_is_the_package_metadata_everywhere(capsys):
+    from importlib import metadata
+    from pathlib import Path
+
+    import contextseg
+
+    installed = metadata.version("contextseg")
+    assert contextseg.__version__ == installed
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"contextseg {installed}"
+    changelog = (Path(__file__).resolve().parents[2] / "CHANGELOG.md").read_text()
+    assert f"\n## {installed} - " in changelog  # the released version has its changelog entry

@@ -51,8 +51,8 @@ def test_export_onnx_matches_pytorch(tmp_path):
 
     model, _, _ = load_checkpoint_model(str(tmp_path / "run" / "last.pt"), torch.device("cpu"))
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 64)).astype(np.float32)
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    ort_session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = ort_session.run(None, {ort_session.get_inputs()[0].name: x})[0]
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert got.shape == (1, 9, 32, 64) and np.abs(got - ref).max() < 1e-4
@@ -149,7 +149,7 @@ def test_data_check_of_a_missing_root_is_bad_input(tmp_path, capsys):
 
 
 def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
-    """#20's data losses: export into an existing saved model needs --overwrite; into a folder that
+    """Data that must not be lost: export into an existing saved model needs --overwrite; into a folder that
     holds anything else (a run folder) it is refused even with --overwrite; an existing .onnx file
     needs --overwrite. Every refusal is exit 2 with nothing on disk changed."""
     _train_tiny_fcn(tmp_path)

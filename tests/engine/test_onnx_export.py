@@ -1,4 +1,4 @@
-"""The exported ONNX file as a user runs it: the README's onnxruntime example, executed as written."""
+"""The exported ONNX file as a user runs it: the documentation's onnxruntime example (docs/export.md), executed as written."""
 
 import re
 from pathlib import Path
@@ -10,7 +10,7 @@ from PIL import Image
 
 import contextseg as cs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "export.md"  # the documented example
 
 
 def readme_block(marker: str) -> str:

@@ -95,7 +95,7 @@ def test_float32_gradient_of_saturated_rows_matches_float64(mode, scene):
     # Every row's prior on the one pixel of another class is ~1 (logits 15-30), so each row's
     # specificity sum_j (1-P_ij)(1-A_ij) / sum_j (1-A_ij) is 1e-7..1e-13 and its -log term has a huge
     # derivative; a backward that adds and then subtracts that term on same-class entries loses
-    # their digits in float32 (issue #8: 2.4% of the largest gradient; before the fix, 2.2% here).
+    # their digits in float32 (2.4% of the largest gradient in the official parity run; before the fix, 2.2% here).
     g = torch.Generator().manual_seed(3)
     b, size, k = 2, (6, 6), 2
     n = size[0] * size[1]

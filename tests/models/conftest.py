@@ -79,17 +79,17 @@ def check_onnx(model, x, logits, tmp_path):
     from contextseg.engine.onnx_export import export_onnx
 
     export_onnx(model, tmp_path / "m.onnx", tuple(x.shape[-2:]))
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
-    got = session.run(None, {"images": x.numpy()})[0]
+    ort_session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = ort_session.run(None, {"images": x.numpy()})[0]
     assert got.shape == logits.shape and abs(got - logits.numpy()).max() < 1e-3
-    meta = session.get_modelmeta().custom_metadata_map
+    meta = ort_session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == [str(k) for k in range(model.num_classes)] and len(json.loads(meta["mean"])) == 3
     any_size = json.loads(meta["input"])["height"] is None
     assert any_size == (type(model).onnx_any_size and model.tied_input_size() is None)
     other = torch.randn(2, 3, *((x.shape[-2] + 16, x.shape[-1] - 16) if any_size else x.shape[-2:]))
     with torch.no_grad():
         expected = model(other).numpy()
-    assert abs(session.run(None, {"images": other.numpy()})[0] - expected).max() < 1e-3
+    assert abs(ort_session.run(None, {"images": other.numpy()})[0] - expected).max() < 1e-3
 
 
 @pytest.fixture

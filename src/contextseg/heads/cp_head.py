@@ -32,7 +32,8 @@ class CPHead(DecodeHead):
         kernel_size: k of the Aggregation Module's separable convolutions (11).
         prior_groups: groups of the 1x1 prior conv (1 released, 16 in the authors' dev code).
         affinity_weight: weight of the Affinity Loss in the total (1.0).
-        unary_weight, global_weight: lambda_u and lambda_g inside it (1.0 each).
+        unary_weight: lambda_u inside it (1.0).
+        global_weight: lambda_g inside it (1.0).
         ignore_mode: ``"extra_class"`` (released) or ``"mask"`` (PriorLoss).
         fused: never store the N x N prior map (default): the Context Prior Layer works in row
             blocks and, in training, computes the Affinity Loss on the same blocks in its forward

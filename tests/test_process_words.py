@@ -1,0 +1,48 @@
+"""The tracked text speaks of the product, never of how it was built: no issue numbers, work
+stops or sessions, no tools of the development environment. A measurement names its date, machine,
+torch version and command instead; a document points to another by path and section."""
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".ini", ".sh", ".html", ".css", ".js"}
+PATTERNS = {
+    "an issue number": r"\bissues? #?\d+|(?<![\w&/#])#\d+\b",
+    "a work stop": r"\bstops? \d+\b|\bthis stop\b",
+    "a work session": r"\bsessions?\b",  # onnxruntime's InferenceSession does not match (no word boundary)
+    "an issue's item": r"\bitem \d+\b",
+    "the development brief or its tools": r"\bthe brief\b|\bfarm-studio\b|\bdevice tool\b|\bnot drawn\b",
+}
+# (file, matched text) pairs a file needs, each with its reason; none at present (onnxruntime's
+# InferenceSession is no match, and its variables are named ort_session)
+ALLOWED: set[tuple[str, str]] = set()
+
+
+def tracked_text_files() -> list[Path]:
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file but the environment's
+        names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and not {".venv", ".git", "runs", "site"} & set(p.parts)]
+    return [ROOT / n for n in names if Path(n).suffix in TEXT or Path(n).name in {".ci/run", "run"} or n.startswith(".ci/")]
+
+
+def test_no_process_words_in_the_tracked_text():
+    found = []
+    for path in tracked_text_files():
+        if path == Path(__file__) or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for what, pattern in PATTERNS.items():
+                for match in re.finditer(pattern, line, flags=re.IGNORECASE):
+                    if (path.relative_to(ROOT).as_posix(), match.group(0).lower()) not in ALLOWED:
+                        found.append(f"{path.relative_to(ROOT)}:{number}: {what}: {match.group(0)!r} in {line.strip()[:100]!r}")
+    assert not found, "process words in the tracked text:\n" + "\n".join(found)
+
+
+def test_the_scan_finds_what_it_looks_for():
+    lines = ["fixed in issue #12", "measured this stop", "see (#8)", "the session's machine", "item 3 of the list", "the brief says"]
+    assert all(any(re.search(p, line, flags=re.IGNORECASE) for p in PATTERNS.values()) for line in lines)
+    clean = ["ort.InferenceSession(path)", "colour #ff0000", "a 3-stop gradient", "C&#8217;s"]
+    assert not any(re.search(p, line, flags=re.IGNORECASE) for p in PATTERNS.values() for line in clean)
