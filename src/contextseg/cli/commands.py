@@ -143,8 +143,8 @@ def _collect_images(inputs: list[str]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[str], overwrite: bool) -> list[tuple[Path, Path, Path]]:
-    """``(image, label PNG, overlay PNG)`` per image, refusing anything that could lose data:
+def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[str], overwrite: bool, overlays: bool = True) -> list[tuple[Path, Path, Path | None]]:
+    """``(image, label PNG, overlay PNG or None)`` per image, refusing anything that could lose data:
     an output folder inside an input folder, an output that is an input, two images that would
     write the same file, or existing files without ``overwrite``."""
     out_resolved = out.resolve()
@@ -157,8 +157,8 @@ def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[
     targets, written = [], {}
     for image, rel in pairs:
         label = out / rel.parent / f"{rel.stem}.png"
-        overlay = out / rel.parent / f"{rel.stem}_overlay.png"
-        for target in (label, overlay):
+        overlay = out / rel.parent / f"{rel.stem}_overlay.png" if overlays else None
+        for target in (label, overlay) if overlay is not None else (label,):
             if target.resolve() in written:
                 raise ConfigError(f"{image} and {written[target.resolve()]} would both write {target}; rename one of them or predict them separately")
             written[target.resolve()] = image
@@ -224,19 +224,33 @@ def cmd_predict(args) -> int:
     from ..engine.distributed import resolve_device
 
     out = Path(args.out)
-    _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
+    overlays = args.format == "png"
+    _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays)
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
+    if args.format == "cityscapes":
+        _require_cityscapes_classes(model, args.checkpoint)
     ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
     with output_lock(out, "--out", "predict"):  # one writer per folder; its targets checked again under the lock
-        targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite)
+        targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays)
         return _predict_into(args, model, device, out, targets)
+
+
+def _require_cityscapes_classes(model, checkpoint) -> None:
+    """``--format cityscapes`` writes label ids of the 19 Cityscapes classes: any other model is bad input."""
+    from ..data.palettes import CITYSCAPES_CLASSES
+
+    classes = list(model.meta.get("classes") or [])
+    if classes != list(CITYSCAPES_CLASSES):
+        shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "") if classes else "no class names"
+        raise ConfigError(f"--format cityscapes needs a model trained on the 19 Cityscapes classes ({', '.join(CITYSCAPES_CLASSES[:3])}, ...); "
+                          f"--checkpoint {checkpoint} has {model.num_classes} classes ({shown})")
 
 
 def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path, Path]]) -> int:
     from PIL import Image
 
-    from ..data import colorize
+    from ..data import colorize, to_cityscapes_label_ids
     from ..data.base import DatasetError, read_image
     from ..data.palettes import default_palette
     from ..engine.pictures.plots import add_legend
@@ -253,6 +267,10 @@ def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path
             continue
         with ctx():
             labels = model.predict(rgb).cpu().numpy().astype(np.uint8 if model.num_classes <= 256 else np.uint16)
+        if overlay_path is None:  # --format cityscapes: the label ids alone, as the benchmark server reads them
+            _save_png(Image.fromarray(to_cityscapes_label_ids(labels)), label_path)  # 8-bit greyscale
+            done += 1
+            continue
         colour = colorize(labels, palette).astype(np.float32)
         overlay = ((1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colour).round().clip(0, 255).astype(np.uint8)
         classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]

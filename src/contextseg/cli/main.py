@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity of the colour mask")
+    p.add_argument("--format", choices=("png", "cityscapes"), default="png",
+                   help="png: a paletted label PNG and a colour overlay per image; cityscapes: one 8-bit PNG of Cityscapes label ids "
+                        "per image, named after the frame, for the benchmark server and cityscapesscripts (a Cityscapes model only)")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     _add_inference_options(p)

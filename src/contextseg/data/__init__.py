@@ -7,7 +7,7 @@ from pathlib import Path
 from .ade20k import ADE20KDataset
 from .base import DatasetError, FileSegmentationDataset, SegmentationDataset
 from .camvid import CamVidDataset
-from .cityscapes import CityscapesDataset, prepare_cityscapes
+from .cityscapes import CityscapesDataset, prepare_cityscapes, to_cityscapes_label_ids
 from .folder import FolderDataset
 from .palettes import colorize
 from .pascal_context import PascalContextDataset
@@ -105,4 +105,5 @@ __all__ = [
     "denormalize",
     "export_synthetic",
     "prepare_cityscapes",
+    "to_cityscapes_label_ids",
 ]

@@ -62,6 +62,28 @@ def id_to_trainid_table() -> np.ndarray:
     return table
 
 
+def trainid_to_labelid_table() -> np.ndarray:
+    """``table[train_id] -> label_id`` (256 entries, uint8): each of the 19 train ids back to the
+    34-id scheme of ``*_gtFine_labelIds.png`` and the benchmark server (road 0 -> 7, ..., bicycle
+    18 -> 33); 255 (ignore) maps to 0 (unlabeled)."""
+    table = np.zeros(256, dtype=np.uint8)
+    for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items():
+        if 0 <= label_id and train_id != 255:
+            table[train_id] = label_id
+    return table
+
+
+def to_cityscapes_label_ids(train_ids) -> np.ndarray:
+    """A prediction in the 19 train ids (``model.predict`` of a Cityscapes model, any integer array
+    or tensor ``(H, W)``) as the label ids the Cityscapes benchmark server and
+    ``cityscapesscripts``' ``evalPixelLevelSemanticLabeling`` read: save it as an 8-bit PNG named
+    ``<city>_<seq>_<frame>_leftImg8bit.png``."""
+    array = np.asarray(train_ids.cpu() if hasattr(train_ids, "cpu") else train_ids)
+    if array.size and (array.min() < 0 or (array.max() > 18 and array.max() != 255)):
+        raise ValueError(f"Cityscapes train ids are 0..18 (255: ignore), got values {int(array.min())}..{int(array.max())}")
+    return trainid_to_labelid_table()[array.astype(np.int64).clip(0, 255)]
+
+
 def prepare_cityscapes(root: str | Path) -> int:
     """Write every missing ``*_gtFine_labelTrainIds.png`` under ``root/gtFine`` from its
     ``*_gtFine_labelIds.png`` with the official id -> trainId table. Returns how many were written."""
