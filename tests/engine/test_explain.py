@@ -137,3 +137,20 @@ def test_the_explanation_prints_as_one_line(tmp_path):
     text = repr(e)
     assert isinstance(e, dict) and "\n" not in text and len(text) < 400
     assert text.startswith("Explanation(model='hanet'") and "pixels=" in text and "files=" in text and "array" not in text
+
+
+def test_the_api_names_pictures_as_the_cli_does(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(photo()).save(tmp_path / "street.png")
+    model = tiny("hanet")
+    e = explain(model, tmp_path / "street.png", pixels=[(10, 30)], out_dir=tmp_path / "api")
+    assert main(["explain", str(tmp_path / "street.png"), "--checkpoint", str(_saved(model, tmp_path)), "--out", str(tmp_path / "cli"), "--pixel", "10,30"]) == 0
+    assert sorted(p.name for p in e["files"]) == sorted(p.name for p in (tmp_path / "cli").glob("*.png"))
+    assert all(p.name.startswith("street_") for p in e["files"])
+    assert [p.name for p in explain(model, photo(), out_dir=tmp_path / "array")["files"]][0].startswith("explain_")
+
+
+def _saved(model, tmp_path):
+    cs.save_pretrained(model, tmp_path / "model")
+    return tmp_path / "model"

@@ -16,6 +16,7 @@ training crop (CPNet) to that crop. Pixels are ``(x, y)`` in the original image.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,10 +43,12 @@ def model_name(model: Segmentor) -> str:
 
 
 @torch.no_grad()
-def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4, out_dir: str | Path | None = None, stem: str = "explain") -> dict[str, Any]:
+def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4, out_dir: str | Path | None = None, stem: str | None = None) -> dict[str, Any]:
     """What ``model``'s context modules compute on ``image`` (a path, PIL image or HxWx3 uint8 array);
-    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``). ``pixels``
-    are ``(x, y)`` in the image, negative values counting from the right and bottom edges.
+    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``), named
+    ``<stem>_<group>.png`` as ``contextseg explain`` names them: ``stem`` is the image file's name
+    without its suffix, or ``"explain"`` for an image given as pixels. ``pixels`` are ``(x, y)`` in
+    the image, negative values counting from the right and bottom edges.
 
     Returns ``{"model", "image" (h, w, 3) uint8 as the model saw it, "labels" (h, w) its prediction,
     "pixels" [(x, y)] in that view, "classes", "maps" [ContextMap]}``; ``maps_by_group(e)`` groups
@@ -88,6 +91,8 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
         "maps": maps,
     })
     if out_dir is not None:
+        if stem is None:
+            stem = Path(image).stem if isinstance(image, (str, os.PathLike)) else "explain"
         out["files"] = render(out, out_dir, stem)
     return out
 
