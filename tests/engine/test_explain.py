@@ -154,3 +154,22 @@ def test_the_api_names_pictures_as_the_cli_does(tmp_path):
 def _saved(model, tmp_path):
     cs.save_pretrained(model, tmp_path / "model")
     return tmp_path / "model"
+
+
+@pytest.mark.parametrize("name", [n for n in cs.list_models() if cs.models.get_model_class(n).has_context_maps()])
+def test_every_picture_says_what_it_shows(name, tmp_path):
+    # each group of maps carries a one-line caption drawn under its picture
+    e = explain(tiny(name), photo(), pixels=[(10, 30)])
+    for group, maps in maps_by_group(e).items():
+        assert any(m.caption for m in maps), f"{name}: the {group!r} picture has no caption"
+
+
+def test_the_height_attention_picture_has_a_legend(tmp_path):
+    from contextseg.engine.pictures.explain import _draw_row_curves, pyplot
+
+    e = explain(tiny("hanet"), photo(), pixels=[(10, 30)])
+    plt = pyplot()
+    fig = _draw_row_curves(plt, e, maps_by_group(e)["height_attention"])
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    plt.close(fig)
+    assert labels == ["mean over channels", "10-90 % of channels", "query pixel's row"]

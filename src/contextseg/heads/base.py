@@ -49,6 +49,8 @@ class ContextMap:
             drawn for the classes the model predicts on the image.
         vrange: the value range of the colour scale or axis; None = the map's own.
         cmap: matplotlib colour map of a ``pixel_map``.
+        caption: one line saying what the group's picture shows for this method (the first
+            non-empty caption of a group is drawn under its picture).
     """
 
     kind: str
@@ -59,6 +61,7 @@ class ContextMap:
     label: int | None = None
     vrange: tuple[float, float] | None = (0.0, 1.0)
     cmap: str = "inferno"
+    caption: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in CONTEXT_MAP_KINDS:

@@ -13,6 +13,9 @@ from .fcn import FCNHead
 
 __all__ = ["CCHead"]
 
+CCNET_CAPTION = ("Each row is a query pixel (cyan dot): its criss-cross attention in the first and the second pass (weights on its row "
+                 "and column, brighter = more) and the weight with which every pixel reaches it after both passes.")
+
 
 class CCHead(FCNHead):
     """The recurrent criss-cross attention head (Sec. 3.1): ``convs[0]`` reduces C5 to ``channels``
@@ -65,8 +68,8 @@ class CCHead(FCNHead):
             cell = divmod(index, w)
             for loop, attention in enumerate(attentions[:2], start=1):
                 maps.append(ContextMap("pixel_map", "criss_cross", f"pass {loop}: attention over the row and column of ({px}, {py})",
-                                       self.cca.cross_map(attention, cell), pixel=(px, py), vrange=None))
+                                       self.cca.cross_map(attention, cell), pixel=(px, py), vrange=None, caption=CCNET_CAPTION))
             if len(attentions) >= 2:
                 maps.append(ContextMap("pixel_map", "criss_cross", f"after two passes: what reaches ({px}, {py})",
-                                       self.cca.reach_map(attentions[0], attentions[1], cell), pixel=(px, py), vrange=None))
+                                       self.cca.reach_map(attentions[0], attentions[1], cell), pixel=(px, py), vrange=None, caption=CCNET_CAPTION))
         return maps

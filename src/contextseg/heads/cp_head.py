@@ -13,6 +13,9 @@ from .base import ContextMap, DecodeHead, HeadOutput, feature_index
 
 __all__ = ["CPHead", "CPHeadOutput"]
 
+CPNET_CAPTION = ("Each row is a query pixel (cyan dot). Left: its row of the context prior P, the pixels the model counts as its own "
+                 "class (bright = same class); right: 1 - P, the pixels it takes inter-class context from.")
+
 
 class CPHeadOutput(HeadOutput, total=False):
     """CPHead's output: ``logits`` and, by form, the context prior map it is supervised on."""
@@ -105,6 +108,6 @@ class CPHead(DecodeHead):
         rows = torch.sigmoid(logits.float()).view(len(index), *self.prior_size)
         maps = []
         for (x, y), row in zip(pixels, rows):
-            maps.append(ContextMap("pixel_map", "prior", f"intra-class prior P of ({x}, {y})", row, pixel=(x, y)))
-            maps.append(ContextMap("pixel_map", "prior", "inter-class 1 - P", 1 - row, pixel=(x, y), cmap="viridis"))
+            maps.append(ContextMap("pixel_map", "prior", f"intra-class prior P of ({x}, {y})", row, pixel=(x, y), caption=CPNET_CAPTION))
+            maps.append(ContextMap("pixel_map", "prior", "inter-class 1 - P", 1 - row, pixel=(x, y), cmap="viridis", caption=CPNET_CAPTION))
         return maps

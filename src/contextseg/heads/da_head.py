@@ -87,8 +87,10 @@ class DAHead(DecodeHead):
         h, w = pam_in.shape[-2:]
         index = torch.tensor(feature_index(pixels, image_size, (h, w)), dtype=torch.long)
         rows = self.pam.attention(pam_in, index)[0] if len(pixels) else []
-        maps = [ContextMap("pixel_map", "position_attention", f"position attention of ({px}, {py})", row.view(h, w), pixel=(px, py), vrange=None)
+        maps = [ContextMap("pixel_map", "position_attention", f"position attention of ({px}, {py})", row.view(h, w), pixel=(px, py), vrange=None,
+                           caption="For each query pixel (cyan dot): its position attention, the weight with which it gathers each pixel's features (brighter = more).")
                 for (px, py), row in zip(pixels, rows)]
         channel = self.cam.attention(self.cam_in_conv(x))[0]
-        maps.append(ContextMap("matrix", "channel_attention", "channel attention (row: a channel, its weights over the channels)", channel, vrange=None))
+        maps.append(ContextMap("matrix", "channel_attention", "channel attention (row: a channel, its weights over the channels)", channel, vrange=None,
+                                caption="Channel attention of the image: row j holds channel j's weights over the channels it mixes in (the release's form favours channels unlike it)."))
         return maps

@@ -74,4 +74,5 @@ class EncHead(DecodeHead):
         """The class-presence probabilities ``sigmoid(se_logits)`` that the SE loss trains: which
         classes the Encoding layer's global context says the image holds."""
         presence = torch.sigmoid(self.forward(features)["se_logits"][0].float())
-        return [ContextMap("class_bars", "class_presence", "class presence (SE branch)", presence)]
+        return [ContextMap("class_bars", "class_presence", "class presence (SE branch)", presence,
+                           caption="The class-presence probabilities of the SE branch for the whole image: the classes the Encoding layer's global context says are there; they gate the feature channels.")]

@@ -14,6 +14,9 @@ from .base import ContextMap, HeadOutput
 
 __all__ = ["HANetHead"]
 
+HANET_CAPTION = ("Each panel: one HANet block's attention from the top of the image to the bottom (line: mean over channels; band: "
+                 "10-90 % of the channels; cyan: the rows of the query pixels).")
+
 
 class HANetHead(DeepLabV3PlusHead):
     """DeepLabV3+ with HANet blocks as in the released DeepV3PlusHANet (flags 1 1 1 1 0):
@@ -90,4 +93,4 @@ class HANetHead(DeepLabV3PlusHead):
         much each channel of the map it modulates is kept at each height of the image."""
         record: list[torch.Tensor] = []
         self._forward(features, positions, record)
-        return [ContextMap("row_curve", "height_attention", f"HANet block {i}", a[0, :, :, 0]) for i, a in enumerate(record)]
+        return [ContextMap("row_curve", "height_attention", f"HANet block {i}", a[0, :, :, 0], caption=HANET_CAPTION) for i, a in enumerate(record)]

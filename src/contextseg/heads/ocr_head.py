@@ -107,10 +107,12 @@ class OCRHead(DecodeHead):
         region_logits = self._regions(x, features)
         weights = self.gather.weights(pixel_feats, region_logits)[0]  # (K, N)
         h, w = pixel_feats.shape[-2:]
-        maps = [ContextMap("pixel_map", "regions", "object region", weights[k].view(h, w), label=k, vrange=None) for k in range(weights.shape[0])]
+        maps = [ContextMap("pixel_map", "regions", "object region", weights[k].view(h, w), label=k, vrange=None,
+                           caption="Each panel: an object region, the soft weights with which OCR pools the pixels into that class's region (brighter = more), for the classes predicted on the image.") for k in range(weights.shape[0])]
         regions = self.gather(pixel_feats, region_logits)
         attention = self.object_context.attention(pixel_feats, regions)[0]  # (N', K)
         index = feature_index(pixels, image_size, self.object_context.pool(pixel_feats).shape[-2:])
         for (px, py), row in zip(pixels, attention[index]):
-            maps.append(ContextMap("class_bars", "pixel_region_attention", f"pixel-region attention of ({px}, {py})", row, pixel=(px, py)))
+            maps.append(ContextMap("class_bars", "pixel_region_attention", f"pixel-region attention of ({px}, {py})", row, pixel=(px, py),
+                                    caption="For each query pixel (cyan dot): its pixel-region attention, the weights it gives the object regions (the 12 largest)."))
         return maps

@@ -53,5 +53,6 @@ class SPNet(Segmentor):
                 hook.remove()
         for name, x in inputs.items():
             short = name.removeprefix("body.").replace(".aa.1", "")
-            maps.append(ContextMap("pixel_map", "strip_gates", f"strip gate {short}", modules[name].gate(x)[0].mean(0), vrange=None, cmap="magma"))
+            maps.append(ContextMap("pixel_map", "strip_gates", f"strip gate {short}", modules[name].gate(x)[0].mean(0), vrange=None, cmap="magma",
+                                   caption="Strip-pooling gates inside the backbone, mean over channels: where each gated block keeps more of its features (brighter)."))
         return maps

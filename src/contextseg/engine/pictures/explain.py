@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -163,6 +164,9 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
             fig = _draw_matrices(plt, e, maps)
         else:
             fig = _draw_class_bars(plt, e, maps)
+        caption = next((m.caption for m in maps if m.caption), "")
+        if caption:  # what the picture shows for this method, one line under it
+            fig.text(0.5, 0.0, textwrap.fill(caption, 120), ha="center", va="top", fontsize=8)
         path = out_dir / f"{stem}_{group}.png"
         try:
             with atomic_write(path) as tmp:  # whole or not at all, never through a link
@@ -183,7 +187,8 @@ def _overlay(ax, e: dict[str, Any], m: ContextMap, title: str) -> None:
     h, w = image.shape[:2]
     vmin, vmax = m.vrange if m.vrange is not None else (None, None)
     ax.imshow(image)
-    ax.imshow(m.values, cmap=m.cmap, alpha=0.6, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax)
+    shown = ax.imshow(m.values, cmap=m.cmap, alpha=0.6, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax)
+    ax.figure.colorbar(shown, ax=ax, shrink=0.7, pad=0.02).ax.tick_params(labelsize=6)  # the scale of the weights
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     if m.pixel is not None:
@@ -248,6 +253,13 @@ def _draw_row_curves(plt, e: dict[str, Any], maps: list[ContextMap]):
         ax.set_xlabel("attention")
         ax.set_yticks([0, 0.5, 1])
         ax.set_yticklabels(["top", "middle", "bottom"] if i == 0 else [])
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    legend = [Line2D([], [], color="tab:blue", label="mean over channels"), Patch(color="tab:blue", alpha=0.3, label="10-90 % of channels")]
+    if marks:
+        legend.append(Line2D([], [], color="cyan", marker="o", markeredgecolor="black", label="query pixel's row"))
+    fig.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(legend), fontsize=8, frameon=False)
     return fig
 
 
