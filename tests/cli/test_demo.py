@@ -130,7 +130,9 @@ def test_the_page_in_a_real_browser(checkpoint, tmp_path):
             page.wait_for_selector("#overlay img", timeout=60_000)
             page.wait_for_selector("#label_map img", timeout=60_000)
             label_src = page.get_attribute("#label_map img", "src")
-            colours = np.asarray(Image.open(io.BytesIO(page.request.get(label_src).body())).convert("RGB")).reshape(-1, 3)
+            shown = Image.open(io.BytesIO(page.request.get(label_src).body()))
+            assert shown.height >= 320 and shown.width == shown.height * width // height  # a small photo is shown large enough to click
+            colours = np.asarray(shown.convert("RGB")).reshape(-1, 3)
             assert {tuple(c) for c in np.unique(colours, axis=0)} <= palette  # every colour is a class's
             assert f"ms for a {width}x{height} photo" in page.inner_text("#timing")
 
@@ -158,6 +160,7 @@ def test_the_page_in_a_real_browser(checkpoint, tmp_path):
             page.set_input_files("#photo input[type=file]", str(tmp_path / "notes.txt"))
             page.wait_for_function("document.querySelector('#status').innerText.includes('cannot read image file')", timeout=60_000)
             assert "notes.txt" in page.inner_text("#status")
+            assert page.inner_text("#context_note").strip() == ""  # no note of the previous photo stays beside the error
             browser.close()
     finally:
         page_app.close()
@@ -208,3 +211,15 @@ def test_uploads_stay_in_the_demos_folder_which_sigterm_removes(checkpoint, tmp_
         if proc.poll() is None:
             proc.kill()
     assert not uploaded.exists() and not list(tmp_path.glob("contextseg-demo-*"))
+    said = proc.stdout.read()
+    assert f"on http://127.0.0.1:{port}" in said and "share=True" not in said, said  # the address, no hint a CLI user cannot act on
+
+
+def test_small_photos_are_shown_enlarged_and_clicks_map_back():
+    from contextseg.cli.demo import MIN_DISPLAY_HEIGHT, display_factor, enlarge
+
+    assert display_factor(96) == 4 and display_factor(320) == 1 and display_factor(1024) == 1
+    labels = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    big = enlarge(labels, 3)
+    assert big.shape == (6, 9) and all(big[y, x] == labels[y // 3, x // 3] for y in range(6) for x in range(9))
+    assert 96 * display_factor(96) >= MIN_DISPLAY_HEIGHT

@@ -143,6 +143,20 @@ def stack_pictures(paths: list[str]) -> np.ndarray:
     return np.concatenate(padded, 0)
 
 
+MIN_DISPLAY_HEIGHT = 320  # a 96 x 192 synthetic scene shown as it is is too small to click a chosen pixel
+
+
+def display_factor(height: int) -> int:
+    """The whole-number factor that shows a photo of ``height`` rows at least ``MIN_DISPLAY_HEIGHT`` high."""
+    return max(1, -(-MIN_DISPLAY_HEIGHT // max(height, 1)))
+
+
+def enlarge(picture: np.ndarray, factor: int) -> np.ndarray:
+    """``picture`` with every pixel repeated ``factor`` x ``factor`` times (nearest neighbour: the
+    label map keeps its exact class colours, and a click maps back by integer division)."""
+    return picture if factor == 1 else np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def build_page(demo: Demo):
     """The Gradio page over ``demo``."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -155,18 +169,20 @@ def build_page(demo: Demo):
         try:
             rgb = demo.read(path)
             out = demo.segment(name, rgb, flip, scales)
-        except ValueError as exc:
-            return None, None, None, None, f"**{exc}**", None, None
+        except ValueError as exc:  # the page says why; nothing of the previous photo stays on it
+            return None, None, None, None, f"**{exc}**", None, None, ""
         size = f"{rgb.shape[1]}x{rgb.shape[0]}"
         timing = f"{1000 * out['seconds']:.0f} ms for a {size} photo on {next(demo.models[name].parameters()).device}"
         hint = "Click a pixel of the label map to see what it listens to." if type(demo.models[name]).has_context_maps() else \
             f"{type(demo.models[name]).__name__} is a baseline: no context view."
-        return out["overlay"], out["label_map"], out["shares"], timing, hint, rgb, None
+        factor = display_factor(rgb.shape[0])
+        return enlarge(out["overlay"], factor), enlarge(out["label_map"], factor), out["shares"], timing, hint, rgb, None, ""
 
     def click(name, rgb, event: gr.SelectData):
         if rgb is None:
             return None, "**drop an image first**"
-        x, y = (int(v) for v in event.index)
+        factor = display_factor(rgb.shape[0])
+        x, y = (int(v) // factor for v in event.index)  # the click on the enlarged picture, in the photo's pixels
         try:
             pictures = demo.context(name, rgb, (x, y))
         except ValueError as exc:
@@ -192,7 +208,7 @@ def build_page(demo: Demo):
         context_note = gr.Markdown("", elem_id="context_note")
         context = gr.Image(label="context of the clicked pixel", interactive=False, elem_id="context", format="png")
 
-        outputs = [overlay, label_map, shares, timing, status, photo_rgb, context]
+        outputs = [overlay, label_map, shares, timing, status, photo_rgb, context, context_note]
         inputs = [model, upload, flip, scales]
         upload.change(run, inputs, outputs)
         for control in (flip, scales):
@@ -238,9 +254,11 @@ def cmd_demo(args) -> int:
     previous_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         page = build_page(demo)
-        get_logger("cli").info("contextseg demo: %s; Gradio prints the address below (Ctrl-C stops it)", ", ".join(demo.models))
-        page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=False, theme=local_theme(),
-                    max_file_size="200mb", allowed_paths=[str(demo.workdir)])
+        # quiet: Gradio's own lines end with a share=True hint that a CLI user cannot act on; the address is ours to say
+        page.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=True, theme=local_theme(),
+                    max_file_size="200mb", allowed_paths=[str(demo.workdir)], prevent_thread_lock=True)
+        get_logger("cli").info("contextseg demo: %s on %s (Ctrl-C stops it)", ", ".join(demo.models), page.local_url)
+        page.block_thread()
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         if previous_dir is None:
