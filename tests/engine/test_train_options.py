@@ -219,3 +219,25 @@ def test_no_bare_print_in_the_engine():
     calls = [f"{p.relative_to(engine)}:{n.lineno}" for p in engine.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
     assert not calls, f"print() in engine/ (use contextseg.engine.log): {calls}"
+
+
+def test_a_training_says_what_it_does_from_the_first_iteration(tmp_path, capsys):
+    # without a terminal the progress bar is off and the first regular line comes at log_interval:
+    # the data, the model and the first iteration are reported at once
+    from contextseg.engine.config import load_config
+    from contextseg.engine.log import setup_logging
+    from contextseg.engine.training.trainer import train
+
+    setup_logging()
+    (tmp_path / "tiny.yaml").write_text(
+        "model: {name: fcn, backbone: resnet18d, channels: 8, aux_head: false}\n"
+        "data: {name: synthetic, kwargs: {size: [32, 64], length: 4}, crop_size: [32, 64], num_workers: 0}\n"
+        f"train: {{max_iters: 2, batch_size: 2, log_interval: 10, eval_interval: 2, work_dir: {tmp_path / 'run'}}}\n")
+    cfg = load_config(tmp_path / "tiny.yaml")
+    train(cfg, progress=False)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert any(line.startswith("data: 4 training and") and "model fcn" in line for line in lines), out
+    first = [line for line in lines if line.startswith("iter 1/2")]
+    assert len(first) == 1 and "first iteration in" in first[0], out
+    assert lines.index(first[0]) < next(i for i, line in enumerate(lines) if line.startswith("iter 2/2"))

@@ -115,6 +115,9 @@ class Trainer:
 
         self.precision = resolve_precision(tc.precision, tc.channels_last, self.device)
         if is_main_process():
+            params = sum(p.numel() for p in self.model.parameters()) / 1e6
+            log.info("data: %d training and %d validation images of %s; model %s, %.1fM parameters", len(self.train_set), len(self.val_set),
+                     cfg.data.name, cfg.model["name"], params)
             log.info("%s", self.precision.describe())
         self.memory_format = self.precision.memory_format
         self.model = self.model.to(memory_format=self.memory_format)
@@ -332,9 +335,14 @@ class Trainer:
         running: dict[str, float] = {}
         seen = 0
         t0 = time.time()
+        first = self.iteration + 1
         while self.iteration < tc.max_iters:
             losses = self._step(batches)
             self.iteration += 1
+            if self.iteration == first and first % tc.log_interval and bar.disable and is_main_process():
+                # without a progress bar the first line would come only at the first log interval: say at once that it runs
+                log.info("iter %d/%d  loss %.4f  (first iteration in %.1f s, data loading included; then a line every %d iterations)",
+                         self.iteration, tc.max_iters, losses["loss"], time.time() - t0, tc.log_interval)
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
             seen += 1
