@@ -66,7 +66,7 @@ class Segmentor(nn.Module):
         pretrained_backbone: ``None``/``False`` random init, ``True`` timm hub weights, or a local
             ``.pth``/``.pt``/``.safetensors`` path.
         aux_head: add the auxiliary FCN head on C4 (CBR 3x3 -> ``aux_channels``, cls_seg).
-        aux_weight: weight of its cross entropy (0.4 in all five papers' recipes).
+        aux_weight: weight of its cross entropy (0.4 in the papers' recipes).
         aux_channels: width of the auxiliary head (256 in the papers, for a 1024-channel C4).
         ignore_index: label value ignored by every loss (255).
         class_weight: optional per-class weights of the cross entropy.
