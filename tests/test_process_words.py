@@ -46,3 +46,24 @@ def test_the_scan_finds_what_it_looks_for():
     assert all(any(re.search(p, line, flags=re.IGNORECASE) for p in PATTERNS.values()) for line in lines)
     clean = ["ort.InferenceSession(path)", "colour #ff0000", "a 3-stop gradient", "C&#8217;s"]
     assert not any(re.search(p, line, flags=re.IGNORECASE) for p in PATTERNS.values() for line in clean)
+
+
+WRITTEN_BY_TOOLS = {"results.md"}  # benchmarks/camvid_study.py writes OUT/results.md: named, not pointed to
+
+
+def test_no_pointer_to_a_missing_document():
+    # a name like `methods.md` in a comment or a page must be a file: beside the text, from the
+    # repository root, or a page of the documentation site
+    missing = []
+    for path in tracked_text_files():
+        if path == Path(__file__) or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for name in re.findall(r"(?<![\w<>*{}/.-])([\w./-]+\.md)\b", line):
+                if "://" in line and name in line.split("://", 1)[1]:
+                    continue  # a web address
+                if Path(name).name in WRITTEN_BY_TOOLS:
+                    continue
+                if not any((base / name).is_file() for base in (path.parent, ROOT, ROOT / "docs")):
+                    missing.append(f"{path.relative_to(ROOT)}:{number}: {name}")
+    assert not missing, "pointers to documents that do not exist:\n" + "\n".join(missing)

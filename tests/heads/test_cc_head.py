@@ -36,7 +36,7 @@ def test_init_is_the_release_one():
     # mmseg's ConvModules kaiming, the classifier N(0, 0.01), the cca's plain convs PyTorch's default, gamma 0
     head = CCHead([8, 12, 16, 256], num_classes=5, channels=256)
     head.init_weights()  # as the segmentor does
-    assert float(head.cca.gamma) == 0.0
+    assert float(head.cca.gamma.detach()) == 0.0
     assert abs(float(head.convs[0][0].weight.std()) - (2 / (256 * 9)) ** 0.5) < 0.002  # kaiming normal, fan_out
     bound = 1 / 256**0.5  # PyTorch's default on a 1x1 conv of 256 inputs: uniform(-bound, bound), bias too
     value = head.cca.value_conv

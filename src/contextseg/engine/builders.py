@@ -33,7 +33,7 @@ def _base_size(cfg: Config, dataset) -> tuple[int, int] | None:
 
 
 def train_transform(cfg: Config, dataset, with_positions: bool = False) -> TrainTransform:
-    """The joint training pipeline of data.md for ``dataset`` (its base size and ignore index)."""
+    """mmsegmentation's joint training pipeline for ``dataset`` (its base size and ignore index)."""
     return TrainTransform(
         crop_size=tuple(cfg.data.crop_size),
         base_size=_base_size(cfg, dataset),

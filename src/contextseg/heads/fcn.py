@@ -16,7 +16,7 @@ __all__ = ["FCNHead"]
 class FCNHead(DecodeHead):
     """``num_convs`` CBR 3x3 -> (concat input, CBR 3x3) -> cls_seg.
 
-    The baseline (methods.md): CBR 3x3 C5->512, CBR 3x3 512->512, concat the input, CBR 3x3 -> 512.
+    The baseline as mmsegmentation configures it: CBR 3x3 C5->512, CBR 3x3 512->512, concat the input, CBR 3x3 -> 512.
     The auxiliary head on C4 is the same class with ``num_convs=1, concat_input=False,
     channels=256, in_index=2``.
 

@@ -13,7 +13,7 @@ __all__ = ["ConvBNReLU", "SeparableConvBNReLU", "AdaptiveAvgPool2d", "adaptive_a
 
 
 class ConvBNReLU(nn.Sequential):
-    """Conv (no bias) + BatchNorm + ReLU, the "CBR" of methods.md.
+    """Conv (no bias) + BatchNorm + ReLU, the "CBR" block of the papers' heads.
 
     Padding keeps the spatial size: ``dilation * (kernel_size // 2)``.
 
