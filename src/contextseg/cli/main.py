@@ -15,14 +15,14 @@ __all__ = ["main", "build_parser"]
 
 
 def _floats(text: str) -> list[float]:
-    """Test-time scales: comma-separated numbers in (0, MAX_SCALE]."""
+    """Test-time scales: comma-separated numbers, checked by the one scale rule
+    (:func:`contextseg.models.inference.check_scales`)."""
+    from ..models.inference import check_scales
+
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        return check_scales([float(v) for v in text.split(",") if v.strip()])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1.0,1.5, got {text!r}") from None
-    if not values or not all(0 < v <= MAX_SCALE for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, {MAX_SCALE:g}] like 0.5,1.0,1.5, got {text!r}")
-    return values
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales in (0, {MAX_SCALE:g}] like 0.5,1.0,1.5, got {text!r}") from None
 
 
 def _fraction(text: str) -> float:

@@ -36,6 +36,9 @@ from typing import Any
 
 import yaml
 
+from ..models.inference import MAX_SCALE
+from ..models.inference import check_scales as scale_rule
+
 __all__ = [
     "DataConfig",
     "TrainConfig",
@@ -329,16 +332,15 @@ def _in_range(value, where: str, low: float | None = None, high: float | None = 
         raise ConfigError(f"{where} must be a number {' and '.join(p for p in (lo, hi) if p)}, got {value!r}")
 
 
-MAX_SCALE = 8.0  # = contextseg.models.inference.MAX_SCALE (not imported: this module stays free of torch models; a test ties them)
-
-
 def check_scales(scales, where: str) -> list[float]:
-    """Test-time scales: a non-empty list of finite numbers in (0, MAX_SCALE]."""
-    if not isinstance(scales, (list, tuple)) or not scales:
+    """Test-time scales by the one rule (:func:`contextseg.models.inference.check_scales`), as a
+    ConfigError naming ``where``."""
+    if not isinstance(scales, (list, tuple)):
         raise ConfigError(f"{where} must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}")
-    for s in scales:
-        _in_range(s, where, 0, MAX_SCALE, low_open=True)
-    return [float(s) for s in scales]
+    try:
+        return scale_rule(scales)
+    except ValueError:
+        raise ConfigError(f"{where} must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}") from None
 
 
 def check_eval_settings(values: Any, where: str) -> "EvalConfig":

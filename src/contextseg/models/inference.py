@@ -10,6 +10,7 @@ rows it covers.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -30,13 +31,18 @@ MAX_SCALE = 8.0  # the largest test-time resize factor anywhere (a 1e9 scale is 
 
 
 def check_scales(scales: Sequence[float]) -> list[float]:
-    """Test-time scales: a non-empty sequence of finite numbers in (0, MAX_SCALE]; ValueError otherwise."""
-    try:
-        values = [float(s) for s in scales]
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be numbers in (0, {MAX_SCALE:g}], got {scales!r}") from None
-    if not values or not all(math.isfinite(v) and 0 < v <= MAX_SCALE for v in values):
-        raise ValueError(f"scales must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}")
+    """The test-time scale rule, the one every entry point applies (``predict``, ``inference``, the
+    config's ``evaluate.scales``, the CLI's ``--scales``): a non-empty sequence of finite numbers
+    (not booleans, not strings) in (0, MAX_SCALE]; ValueError otherwise."""
+    message = f"scales must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}"
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) and not hasattr(scales, "__iter__"):
+        raise ValueError(message)
+    values = list(scales)
+    if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise ValueError(message)
+    values = [float(v) for v in values]
+    if not all(math.isfinite(v) and 0 < v <= MAX_SCALE for v in values):
+        raise ValueError(message)
     return values
 
 
