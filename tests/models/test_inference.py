@@ -183,3 +183,26 @@ def test_the_inference_settings_are_the_evaluate_section():
     assert model.default_inference() == INFERENCE_SETTINGS
     with pytest.raises(TypeError, match="use mode, crop_size, stride, scales, flip"):
         model.predict(np.zeros((8, 8, 3), np.uint8), window=3)
+
+
+def test_non_finite_logits_under_autocast_are_recomputed_in_fp32():
+    # a model whose bf16 forward misbehaves (as torch 2.14.1's CPU bf16 strided conv with a
+    # one-pixel-wide output can) gives the fp32 labels, not argmax-of-NaN class 0
+    class FlakyUnderAutocast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            out = self.conv(x)
+            return torch.full_like(out, float("nan")) if torch.is_autocast_enabled("cpu") else out
+
+    model = FlakyUnderAutocast().eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x).argmax(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            probs = inference(model, x)
+            from contextseg.models.inference import predict_labels
+            labels = predict_labels(model, x)
+    assert torch.isfinite(probs).all() and torch.equal(probs.argmax(1), expected) and torch.equal(labels, expected)

@@ -67,9 +67,16 @@ def _uses_positions(model) -> bool:
 
 
 def _call(model, images: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-    if positions is not None and _uses_positions(model):
-        return model(images, positions=positions)
-    return model(images)
+    run = (lambda: model(images, positions=positions)) if positions is not None and _uses_positions(model) else (lambda: model(images))
+    logits = run()
+    device = images.device.type
+    if torch.is_autocast_enabled(device) and not bool(torch.isfinite(logits).all()):
+        # torch 2.14.1's CPU bf16 kernel of a strided 3x3 convolution with a one-pixel-wide output
+        # (a ResNet stage-4 stride on an image under ~64 px wide at output stride 32) returns
+        # non-finite values on some calls; the same forward in fp32 is exact, so it is used instead
+        with torch.autocast(device, enabled=False):
+            logits = run()
+    return logits
 
 
 def whole_inference(model, images: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -156,7 +163,8 @@ def inference(
     probs = None
     count = 0
     for logits in _augmented_logits(model, images, mode, crop_size, stride, scales, flip, positions):
-        p = resize(logits, out_size).softmax(1)
+        with torch.autocast(images.device.type, enabled=False):  # the resize and softmax of fp32 logits stay fp32
+            p = resize(logits, out_size).softmax(1)
         probs = p if probs is None else probs + p
         count += 1
     return probs / count
@@ -245,10 +253,13 @@ def predict_labels(
     b, k = runs[0].shape[:2]
     rows_per_band = max(1, band_elements // max(1, b * k * out_size[1]))
     labels = torch.empty((b, *out_size), dtype=torch.int64, device=images.device)
-    for start in range(0, out_size[0], rows_per_band):
-        stop = min(start + rows_per_band, out_size[0])
-        probs = _resize_rows(runs[0], out_size, start, stop).softmax(1)
-        for logits in runs[1:]:
-            probs += _resize_rows(logits, out_size, start, stop).softmax(1)
-        labels[:, start:stop] = probs.argmax(1)
+    # fp32 from the logits on: under bf16 autocast the resize's matmul would round the probabilities
+    # of a low-margin pixel to ties (1/K apart by 1e-4 is below bf16's resolution) and argmax take class 0
+    with torch.autocast(images.device.type, enabled=False):
+        for start in range(0, out_size[0], rows_per_band):
+            stop = min(start + rows_per_band, out_size[0])
+            probs = _resize_rows(runs[0], out_size, start, stop).softmax(1)
+            for logits in runs[1:]:
+                probs += _resize_rows(logits, out_size, start, stop).softmax(1)
+            labels[:, start:stop] = probs.argmax(1)
     return labels
