@@ -1,5 +1,6 @@
 """The one export rule (``contextseg.exports``): a method's own files register and export it."""
 
+import contextlib
 import importlib
 import sys
 import textwrap
@@ -29,18 +30,29 @@ def test_every_model_file_registers_itself():
         assert getattr(cs.models, cls.__name__) is cls
 
 
+@contextlib.contextmanager
 def _package(tmp_path, name, files):
+    """A package ``name`` on disk whose ``__init__`` applies the export rule, importable inside the
+    block; every trace of it (path entry, modules, registered models) removed after."""
     root = tmp_path / name
     root.mkdir()
     (root / "__init__.py").write_text("from contextseg.exports import export_modules\n__all__ = export_modules(__name__, __path__, globals())\n")
     for file, text in files.items():
         (root / file).write_text(textwrap.dedent(text))
     sys.path.insert(0, str(tmp_path))
-    return name
+    registered = set(cs.models.MODELS)
+    try:
+        yield name
+    finally:
+        sys.path.remove(str(tmp_path))
+        for model in set(cs.models.MODELS) - registered:
+            cs.models.MODELS.pop(model)
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
 
 
 def test_a_new_file_is_registered_and_exported_with_no_other_edit(tmp_path):
-    name = _package(tmp_path, "plugin_pkg", {
+    files = {
         "mynet.py": """
             from contextseg.models import register_model
             from contextseg.models.baselines import FCN
@@ -51,47 +63,26 @@ def test_a_new_file_is_registered_and_exported_with_no_other_edit(tmp_path):
                 pass
             """,
         "_private.py": "raise RuntimeError('a module starting with _ is not imported')\n",
-    })
-    try:
+    }
+    with _package(tmp_path, "plugin_pkg", files) as name:
         package = importlib.import_module(name)
         assert package.__all__ == ["MyNet"]
         assert cs.models.get_model_class("plugin_mynet") is package.MyNet
-    finally:
-        sys.path.remove(str(tmp_path))
-        cs.models.MODELS.pop("plugin_mynet", None)
-        for module in [m for m in sys.modules if m.startswith(name)]:
-            del sys.modules[module]
+    assert "plugin_mynet" not in cs.list_models()
 
 
-def test_two_modules_exporting_one_name_is_an_error_naming_both(tmp_path):
-    name = _package(tmp_path, "clash_pkg", {"a.py": "__all__ = ['X']\nX = 1\n", "b.py": "__all__ = ['X']\nX = 2\n"})
-    try:
-        with pytest.raises(ImportError, match=r"'X' is exported by both clash_pkg\.a and clash_pkg\.b"):
+@pytest.mark.parametrize("files, match", [
+    ({"a.py": "__all__ = ['X']\nX = 1\n", "b.py": "__all__ = ['X']\nX = 2\n"}, r"'X' is exported by both pkg_\w+\.a and pkg_\w+\.b"),
+    ({"a.py": "__all__ = ['b']\nb = 1\n", "b.py": ""}, r"pkg_\w+\.a exports 'b', the name of the module pkg_\w+\.b"),
+], ids=["two-modules-one-name", "name-hides-a-module"])
+def test_a_clash_is_an_error_naming_both(tmp_path, files, match):
+    with _package(tmp_path, f"pkg_{len(files['b.py'])}", files) as name:
+        with pytest.raises(ImportError, match=match):
             importlib.import_module(name)
-    finally:
-        sys.path.remove(str(tmp_path))
-        for module in [m for m in sys.modules if m.startswith(name)]:
-            del sys.modules[module]
-
-
-def test_a_name_hiding_a_module_is_an_error(tmp_path):
-    name = _package(tmp_path, "hide_pkg", {"a.py": "__all__ = ['b']\nb = 1\n", "b.py": ""})
-    try:
-        with pytest.raises(ImportError, match=r"hide_pkg\.a exports 'b', the name of the module hide_pkg\.b"):
-            importlib.import_module(name)
-    finally:
-        sys.path.remove(str(tmp_path))
-        for module in [m for m in sys.modules if m.startswith(name)]:
-            del sys.modules[module]
 
 
 def test_export_modules_binds_names_in_the_namespace(tmp_path):
-    name = _package(tmp_path, "bind_pkg", {"one.py": "__all__ = ['f']\ndef f():\n    return 1\n", "two.py": "g = 2\n"})
-    try:
+    with _package(tmp_path, "bind_pkg", {"one.py": "__all__ = ['f']\ndef f():\n    return 1\n", "two.py": "g = 2\n"}) as name:
         namespace = {}
         exported = export_modules(name, [str(tmp_path / name)], namespace)
         assert exported == ["f"] and namespace["f"]() == 1 and "g" not in namespace
-    finally:
-        sys.path.remove(str(tmp_path))
-        for module in [m for m in sys.modules if m.startswith(name)]:
-            del sys.modules[module]
