@@ -65,7 +65,7 @@ def check_dataset(name: str, root, split: str | None = None, **kwargs) -> list[s
         return [f"{name} root {root} does not exist or is not a folder; expected layout: {cls.layout}"]
     root = Path(root).expanduser()
     if split is None:
-        splits = [s for s in cls.splits if cls.split_marker(root, s).exists()]
+        splits = dataset_splits(name, root)[0]
         if not splits:
             return [f"{name} root {root} has none of the splits {', '.join(cls.splits)}; expected layout: {cls.layout}"]
     else:

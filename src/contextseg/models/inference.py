@@ -35,7 +35,7 @@ def check_scales(scales: Sequence[float]) -> list[float]:
     config's ``evaluate.scales``, the CLI's ``--scales``): a non-empty sequence of finite numbers
     (not booleans, not strings) in (0, MAX_SCALE]; ValueError otherwise."""
     message = f"scales must be a non-empty list of numbers in (0, {MAX_SCALE:g}], got {scales!r}"
-    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) and not hasattr(scales, "__iter__"):
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__"):
         raise ValueError(message)
     values = list(scales)
     if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):

@@ -22,7 +22,12 @@ __all__ = ["from_mmseg", "mmseg_key", "read_mmseg_checkpoint", "MMSEG_MODELS", "
 #: contextseg options that rebuild each registered model's mmsegmentation 1.x layout (its
 #: ``*_r50-d8`` / ``*_r101-d8`` configs: ResNetV1c at output stride 8 and the head widths mmseg
 #: uses), from the models' own ``mmseg_layout``, as registered when this module was imported.
-MMSEG_MODELS: dict[str, dict] = {name: dict(get_model_class(name).mmseg_layout.options) for name in list_models() if get_model_class(name).mmseg_layout}
+def _layouts() -> dict[str, MmsegLayout]:
+    """Every registered model's mmseg layout, by name (models without one left out)."""
+    return {name: get_model_class(name).mmseg_layout for name in list_models() if get_model_class(name).mmseg_layout}
+
+
+MMSEG_MODELS: dict[str, dict] = {name: dict(layout.options) for name, layout in _layouts().items()}
 #: mmsegmentation's dataset names -> (contextseg dataset, classes, palette)
 MMSEG_DATASETS = ("ade20k", "cityscapes", "pascal_context", "pascal_context_59")
 
@@ -34,11 +39,10 @@ _STEM_RENAMES = (  # ResNetV1c's deep stem -> timm's resnet*c
 
 def _layout(model: str) -> MmsegLayout:
     """The registered model's mmseg layout; ConversionError when it has none."""
-    layout = get_model_class(model).mmseg_layout if model in list_models() else None
-    if layout is None:
-        known = [name for name in list_models() if get_model_class(name).mmseg_layout]
-        raise ConversionError(f"model {model!r} has no mmsegmentation converter; choose one of {', '.join(known)}")
-    return layout
+    layouts = _layouts()
+    if model not in layouts:
+        raise ConversionError(f"model {model!r} has no mmsegmentation converter; choose one of {', '.join(layouts)}")
+    return layouts[model]
 
 
 _MMSEG_MODULE_PARTS = {"conv": "0", "bn": "1", "depthwise_conv": "0", "pointwise_conv": "1"}  # ConvModule / DepthwiseSeparableConvModule
@@ -135,8 +139,7 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
     else:
         name = str(source)
         state, meta = read_mmseg_checkpoint(source)
-    layouts = {kind: get_model_class(kind).mmseg_layout for kind in list_models() if get_model_class(kind).mmseg_layout}
-    layouts[model] = layout
+    layouts = _layouts()
 
     def has(kind: str) -> bool:
         return any(k.startswith(layouts[kind].signature) for k in state)
