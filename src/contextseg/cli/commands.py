@@ -15,6 +15,7 @@ from ..engine.checkpoints.files import atomic_write, output_lock, write_atomic
 from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
 from ..data.base import IMAGE_EXTENSIONS
+from ..data.text import printable
 from ..engine.config import ConfigError, load_config
 from ..engine.log import get_logger
 from ..engine.precision import inference_precision
@@ -373,8 +374,8 @@ def cmd_data(args) -> int:
         found, missing = data.dataset_splits(args.name, args.root)
         log.info("%s at %s: splits found: %s; missing: %s", args.name, args.root, ", ".join(found) or "none", ", ".join(missing) or "none")
         if problems:
-            for line in problems:
-                print(f"- {line}")
+            for line in problems:  # they quote file names and class names: control characters escaped
+                print(f"- {printable(line)}")
             log.warning("%d problem(s) found in %s at %s", len(problems), args.name, args.root)
             return 1
         log.info("%s at %s: no problems found", args.name, args.root)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.text import printable
 from ..engine.log import get_logger
 
 DEFAULT_CHECKPOINT = Path("runs") / "default_synthetic" / "best.pt"
@@ -33,10 +34,11 @@ NO_MODEL = (f"no --checkpoint given and {DEFAULT_CHECKPOINT} does not exist: tra
 
 
 def _labels_for(paths: list[Path]) -> list[str]:
-    """Short unique names of the checkpoints: the run folder and file (``default_synthetic/best.pt``)."""
+    """Short unique names of the checkpoints: the run folder and file (``default_synthetic/best.pt``),
+    control characters escaped (the page and the log show them)."""
     names = []
     for path in paths:
-        name = f"{path.parent.name}/{path.name}" if path.is_file() else path.name
+        name = printable(f"{path.parent.name}/{path.name}" if path.is_file() else path.name)
         while name in names:
             name += "'"
         names.append(name)
@@ -88,7 +90,7 @@ class Demo:
         try:
             return read_image(Path(path), self.max_pixels)
         except DatasetError as exc:
-            raise ValueError(str(exc).replace(str(Path(path).parent) + os.sep, "")) from None
+            raise ValueError(printable(str(exc).replace(str(Path(path).parent) + os.sep, ""))) from None
 
     # -- what the page shows ---------------------------------------------------------------------
     def settings(self, name: str) -> tuple[bool, str]:
@@ -113,7 +115,7 @@ class Demo:
         with torch.inference_mode(), self.autocast[name]():
             labels = model.predict(rgb, flip=bool(flip), scales=values or [1.0]).cpu().numpy()
         seconds = time.perf_counter() - start
-        classes = model.meta.get("classes") or [str(k) for k in range(model.num_classes)]
+        classes = [printable(c) for c in model.meta.get("classes") or [str(k) for k in range(model.num_classes)]]
         palette = [tuple(c) for c in model.meta.get("palette") or default_palette(model.num_classes)]
         colour = colorize(labels, palette)
         overlay = (0.5 * rgb.astype(np.float32) + 0.5 * colour).round().clip(0, 255).astype(np.uint8)

@@ -273,16 +273,21 @@ def _report_bug(command: str, exc: BaseException) -> int:
 
     from ..engine.log import get_logger
 
-    traceback.print_exception(exc, file=sys.stderr)
+    from ..data.text import printable
+
+    sys.stderr.write(printable("".join(traceback.format_exception(exc)), keep="\n"))  # a message may quote a file's text
     get_logger("cli").error("contextseg %s: internal error (%s); this is a bug in contextseg, not a problem with your input: please report it "
                             "with the traceback above (set CONTEXTSEG_DEBUG=1 to let Python raise it)", command, type(exc).__name__, extra={"as_is": True})
     return 1
 
 
 def _one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line (an OSError names its file)."""
+    """The message of ``exc`` on one line (an OSError names its file), safe for a terminal: the
+    control and format characters of the file names and file contents it quotes are escaped."""
+    from ..data.text import printable
+
     if isinstance(exc, OSError) and exc.filename and not isinstance(exc, FileNotFoundError):
-        text = f"{exc.strerror or exc}: {exc.filename}"
+        text = f"{exc.strerror or exc}: {printable(exc.filename)}"
     else:
         text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return " ".join(printable(text, keep=" \t\n\r").split())

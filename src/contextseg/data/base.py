@@ -21,6 +21,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from .text import is_printable, printable
+
 IGNORE_INDEX = 255
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -132,7 +134,7 @@ def pil_to_rgb(img: Image.Image, what: str = "image", limit: int | None = None) 
     _check_pixels(*img.size, what, limit)
     frames = getattr(img, "n_frames", 1)
     if frames > 1:
-        logging.getLogger("contextseg.data").warning("%s has %d frames; the first is used", what, frames)
+        logging.getLogger("contextseg.data").warning("%s has %d frames; the first is used", printable(what), frames)
         img.seek(0)
     img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -449,6 +451,25 @@ class FileSegmentationDataset(SegmentationDataset):
             for mask in sorted(set(masks) - set(claimed)):
                 self.problems.append(f"mask {mask} has no image (no image of the {self.split!r} split maps to it)")
 
+    class_list: Path | None = None  # the file the class names were read from, if any (folder: classes.txt)
+
+    def text_problems(self) -> list[str]:
+        """Class names and file names holding control or format characters (an escape sequence, a
+        carriage return, a right-to-left override, a zero-width space): they would garble a terminal
+        or a log, or make two names look alike. contextseg shows them escaped wherever it prints
+        them; ``check()`` reports them, escaped, so that they get renamed."""
+        problems = []
+        where = f"class list {printable(self.class_list)}" if self.class_list is not None else f"{self.name} classes"
+        for index, name in enumerate(self.classes):
+            if not is_printable(name):
+                problems.append(f"{where}: class {index} is named '{printable(name)}', which holds control or format characters "
+                                "(shown escaped) that would garble a terminal or log; use plain text")
+        for path in dict.fromkeys(p for sample in self.samples for p in sample):
+            if not is_printable(path.relative_to(self.root) if path.is_relative_to(self.root) else path):  # a root the user typed is theirs
+                problems.append(f"file name {printable(path)} holds control or format characters (shown escaped) that would garble "
+                                "a terminal or log; rename it")
+        return problems
+
     def require_dir(self, path: Path, what: str) -> bool:
         if path.is_dir():
             return True
@@ -526,7 +547,7 @@ class FileSegmentationDataset(SegmentationDataset):
         return torch.from_numpy(self._lut[raw].astype(np.int64))
 
     def check(self) -> list[str]:
-        problems = list(self.problems)
+        problems = list(self.problems) + self.text_problems()
         for i in range(len(self.samples)):
             problems.extend(self._read_checked(i)[2])
         return problems

@@ -32,7 +32,8 @@ class FolderDataset(FileSegmentationDataset):
         return root / "images" / split
 
     def find_samples(self) -> None:
-        self.classes = read_classes(self.root / "classes.txt")
+        self.class_list = self.root / "classes.txt"
+        self.classes = read_classes(self.class_list)
         self.palette = read_palette(self.root / "palette.txt", len(self.classes))
         image_dir = self.root / "images" / self.split
         mask_dir = self.root / "masks" / self.split

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ..data.text import printable
 from ..metrics import SegmentationMetric
 from .config import EvalConfig
 from .distributed import get_rank, get_world_size, is_main_process
@@ -65,7 +66,9 @@ def evaluate(
 
 
 def format_results(results: dict, class_names: Sequence[str]) -> str:
-    """A per-class table (IoU, Acc in %) followed by mIoU / mAcc / aAcc."""
+    """A per-class table (IoU, Acc in %) followed by mIoU / mAcc / aAcc. Class names come from
+    files (a class list, a checkpoint): their control characters are shown escaped."""
+    class_names = [printable(n) for n in class_names]
     width = max(8, *(len(n) for n in class_names))
 
     def pct(v: float) -> str:

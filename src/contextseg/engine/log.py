@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 
+from ..data.text import printable
 from .distributed import get_rank, is_distributed
 
 __all__ = ["logger", "get_logger", "setup_logging", "RankZeroFilter"]
@@ -55,12 +56,25 @@ class _ConsoleHandler(logging.StreamHandler):
 
 class _LevelPrefix(logging.Formatter):
     """Warnings and errors start with their level (``warning: ...``), unless logged with
-    ``extra={"as_is": True}``: the CLI's error lines, which carry their own ``contextseg CMD: error:``."""
+    ``extra={"as_is": True}``: the CLI's error lines, which carry their own ``contextseg CMD: error:``.
+
+    Nothing reaches the terminal raw: the text arguments (file names, class names, config values,
+    messages of exceptions) have every control and format character escaped, newlines included
+    (:func:`contextseg.data.text.printable`), and so has the whole line but for the newlines of a
+    message of several lines (a results table)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = super().format(record)
+        if isinstance(record.args, tuple) and record.args:
+            record = logging.makeLogRecord({**record.__dict__, "args": tuple(_shown(a) for a in record.args)})
+        message = printable(super().format(record), keep="\n")
         plain = record.levelno < logging.WARNING or getattr(record, "as_is", False)
         return message if plain else f"{record.levelname.lower()}: {message}"
+
+
+def _shown(arg):
+    """A log argument as shown: text and paths with their control characters escaped, the rest as is
+    (numbers keep their ``%d``/``%.2f`` formats)."""
+    return printable(arg) if isinstance(arg, (str, os.PathLike)) else arg
 
 
 def setup_logging(level: int = logging.INFO) -> logging.Logger:
