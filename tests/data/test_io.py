@@ -61,3 +61,21 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path):
             tmp.write_text("half")
             raise OSError(28, "No space left on device")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.json"]
+
+
+@pytest.mark.parametrize("name", ["n" * 236 + ".png", "n" * 251 + ".png", "é" * 125 + "x.png"], ids=["240_bytes", "255_bytes", "255_bytes_two_byte_characters"])
+def test_every_name_the_file_system_takes_is_written_atomically(tmp_path, name):
+    """The temporary ``.NAME.XXXXXXXX.tmp`` is shortened to the file system's longest name: a
+    240- or 255-byte name (the longest Linux takes) is written, whole, with no temporary left."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    assert len(os.fsencode(name)) <= limit
+    seen = []
+    with atomic_write(tmp_path / name) as tmp:
+        seen.append(tmp.name)
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / name).read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert len(os.fsencode(seen[0])) <= limit and seen[0].startswith("." + name[:8]) and seen[0].endswith(".tmp")
+    seen[0].encode("utf-8")  # never half a character
+    write_atomic(tmp_path / name, "again")  # and over an existing file
+    assert (tmp_path / name).read_text() == "again"

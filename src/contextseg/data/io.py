@@ -27,11 +27,35 @@ def _refuse_link(path: Path) -> None:
                                         "contextseg never writes through a link: remove it or choose another path")
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes (255 where it does not say)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the folder cannot say
+        limit = -1
+    return limit if isinstance(limit, int) and limit > 0 else 255
+
+
+def _temporary_name(name: str, limit: int) -> str:
+    """``.NAME.XXXXXXXX.tmp`` for ``name``, with as much of ``name`` as fits in ``limit`` bytes: a
+    name near the file system's limit keeps its beginning (never half a character), so that every
+    name that can be written at all can be written through a temporary file."""
+    token = secrets.token_hex(4)
+    room = limit - len(f"..{token}.tmp")
+    prefix = name
+    while prefix and len(os.fsencode(prefix)) > room:
+        prefix = prefix[: max(0, min(len(prefix) - 1, room))]  # first cut to ``room`` characters, then one at a time
+    return f".{prefix}.{token}.tmp"
+
+
 def _create_temporary(path: Path) -> Path:
     """A new empty file beside ``path``, created exclusively (never through a link) with mode
-    0666 less the process umask, as ``open(path, "w")`` would create ``path`` itself."""
+    0666 less the process umask, as ``open(path, "w")`` would create ``path`` itself. Its name is
+    ``.NAME.XXXXXXXX.tmp``, shortened to the file system's longest name (``PC_NAME_MAX``) for a long
+    ``NAME``."""
+    limit = _name_max(path.parent)
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / _temporary_name(path.name, limit)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
             return tmp
