@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import atomic_write, ensure_writable_folder, read_torch_file
+from .files import atomic_write, check_safetensors_file, ensure_writable_folder, read_torch_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries", "ensure_writable_folder"]
 
@@ -61,6 +61,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.suffix == ".safetensors" and path.is_file():
         from safetensors.torch import load_file
 
+        check_safetensors_file(path, "checkpoint")  # a forged header length is refused before safetensors reads it
         return {"model": load_file(str(path), device=str(map_location))}
     ckpt = read_torch_file(path, "checkpoint", map_location=map_location)
     if not isinstance(ckpt, dict):

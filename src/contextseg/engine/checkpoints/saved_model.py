@@ -24,7 +24,7 @@ from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from ...models.inference import INFERENCE_SETTINGS
 from .checkpoint import load_checkpoint, nonfinite_tensors
-from .files import atomic_write, write_atomic
+from .files import atomic_write, check_safetensors_file, write_atomic
 from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml, version_differences, without_unknown_keys
 from ..log import get_logger
 
@@ -150,6 +150,7 @@ def _config_for_weights(config_path: Path, weights_path: Path) -> dict:
     from safetensors import safe_open
 
     meta = _read_json(config_path)
+    check_safetensors_file(weights_path, "saved model weights")  # a forged header length is refused before safetensors reads it
     try:
         with safe_open(str(weights_path), "pt") as f:
             embedded = (f.metadata() or {}).get(EMBEDDED_CONFIG)
