@@ -130,12 +130,14 @@ def test_predict_format_cityscapes_scores_as_contextseg_eval(cityscapes, tmp_pat
     assert abs(theirs["mIoU"] - ours["mIoU"]) <= 1e-6
 
 
-def test_format_cityscapes_refuses_another_model(tmp_path):
+def test_format_cityscapes_refuses_another_model(tmp_path, capsys):
     import contextseg as cs
 
     model = cs.create_model("fcn", num_classes=3, backbone="resnet18d", channels=8, aux_head=False)
     model.meta.update(classes=["a", "b", "c"], palette=[[0, 0, 0]] * 3)
     cs.save_pretrained(model, tmp_path / "model")
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x_leftImg8bit.png")
-    code = main(["predict", str(tmp_path / "x_leftImg8bit.png"), "--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "out"), "--format", "cityscapes"])
+    frame = tmp_path / "aachen_000000_000019_leftImg8bit.png"  # a frame: the model is what is refused
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(frame)
+    code = main(["predict", str(frame), "--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "out"), "--format", "cityscapes"])
     assert code == 2 and not (tmp_path / "out").exists()
+    assert "19 Cityscapes classes" in capsys.readouterr().err

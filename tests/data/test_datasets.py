@@ -30,8 +30,7 @@ def make_cityscapes(root: Path) -> Path:
         for k in range(n):
             name = f"{city}_{k:06d}_000019"
             write_image(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", 4, 35, seed=k)
-            ids = np.tile(np.arange(34, dtype=np.uint8)[None, :], (4, 1))
-            ids = np.concatenate([ids, np.full((4, 1), 255, np.uint8)], 1)  # an id beyond the table
+            ids = np.tile(np.arange(35, dtype=np.uint8)[None, :] % 34, (4, 1))  # every id of the table (ids beyond it are refused)
             write_mask(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png", ids)
     return root
 
@@ -101,7 +100,7 @@ def test_cityscapes_prepare_and_load(tmp_path):
     dataset = build_dataset("cityscapes", root, "train")
     assert len(dataset) == 2 and dataset.num_classes == 19 and dataset.base_size == (2048, 1024)
     row = dataset[0][1][0].tolist()
-    expected = [CITYSCAPES_ID_TO_TRAINID[i] for i in range(34)] + [255]
+    expected = [CITYSCAPES_ID_TO_TRAINID[i] for i in range(34)] + [255]  # id 0 again: unlabeled
     assert row == expected
     assert row[7] == 0 and row[8] == 1 and row[26] == 13 and row[33] == 18 and row[0] == 255
     assert sorted(set(row) - {255}) == list(range(19))

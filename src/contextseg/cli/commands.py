@@ -226,6 +226,8 @@ def cmd_predict(args) -> int:
 
     out = Path(args.out)
     overlays = args.format == "png"
+    if args.format == "cityscapes":  # first: the benchmark server matches predictions by the frames' names
+        _require_cityscapes_frames(_collect_images(args.inputs))
     _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays)
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint_model(args.checkpoint, device, None, _inference_overrides(args))
@@ -235,6 +237,19 @@ def cmd_predict(args) -> int:
     with output_lock(out, "--out", "predict"):  # one writer per folder; its targets checked again under the lock
         targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays)
         return _predict_into(args, model, device, out, targets)
+
+
+def _require_cityscapes_frames(pairs: list[tuple[Path, Path]]) -> None:
+    """``--format cityscapes`` names each prediction after its input, and the benchmark server and
+    ``cityscapesscripts`` find a frame's prediction by that name: any other file name is bad input
+    (it would sit unmatched in the submission folder)."""
+    from ..data.cityscapes import FRAME_NAME, is_cityscapes_frame
+
+    bad = [image for image, _ in pairs if not is_cityscapes_frame(image.name)]
+    if bad:
+        raise ConfigError(f"--format cityscapes predicts Cityscapes frames, named {FRAME_NAME} as the benchmark server matches them; "
+                          f"{len(bad)} of the {len(pairs)} input image(s) are not, the first: {bad[0]} (give the leftImg8bit images "
+                          "of a split, or predict other images without --format cityscapes)")
 
 
 def _require_cityscapes_classes(model, checkpoint) -> None:
@@ -278,7 +293,8 @@ def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path
         _save_png(_label_png(labels, palette), label_path)
         _save_png(Image.fromarray(add_legend(overlay, labels, classes, palette)), overlay_path)
         done += 1
-    log.info("wrote %d label PNG(s) and overlays to %s%s", done, out, f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else "")
+    what = "Cityscapes label-id PNG(s), no overlays," if args.format == "cityscapes" else "label PNG(s) and overlays"
+    log.info("wrote %d %s to %s%s", done, what, out, f"; {len(failed)} image(s) failed: {', '.join(map(str, failed))}" if failed else "")
     return 1 if failed else 0
 
 

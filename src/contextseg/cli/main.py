@@ -118,14 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmseg-compat", action="store_true", help="resize test images as mmsegmentation's test pipeline does (cv2 bilinear, no antialiasing), to compare with its model zoo")
     _add_inference_options(p)
 
-    p = sub.add_parser("predict", help="write a label PNG and a colour overlay per image")
+    what = "write a label PNG and a colour overlay per image (--format cityscapes: the benchmark's label-id PNGs, no overlays)"
+    p = sub.add_parser("predict", help=what, description=what[0].upper() + what[1:] + ".")
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity of the colour mask")
+    p.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity of the colour mask (--format png; cityscapes writes no overlay)")
     p.add_argument("--format", choices=("png", "cityscapes"), default="png",
                    help="png: a paletted label PNG and a colour overlay per image; cityscapes: one 8-bit PNG of Cityscapes label ids "
-                        "per image, named after the frame, for the benchmark server and cityscapesscripts (a Cityscapes model only)")
+                        "per frame and no overlay, named after the frame, for the benchmark server and cityscapesscripts (a Cityscapes "
+                        "model only; the inputs must be frames named <city>_<6 digits>_<6 digits>_leftImg8bit.png)")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     _add_inference_options(p)
