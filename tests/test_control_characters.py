@@ -93,12 +93,12 @@ def test_log_lines_and_error_lines_escape_file_names(tmp_path, capsys):
     setup_logging()
     log = get_logger("test")
     log.info("wrote %s and %s (%d files)", tmp_path / HOSTILE_FILE, f"{BIDI_NAME}\nfake line", 2)
-    log.warning("skipped %s", HOSTILE_FILE)
+    log.warning("skipped %s: %s", HOSTILE_FILE, ValueError("cannot read\nfake line"))
     log.info("a table\nof two lines \x1b[2J")
     captured = capsys.readouterr()
     assert raw_controls(captured.out + captured.err) == []
     assert captured.out == f"wrote {tmp_path}/{printable(HOSTILE_FILE)} and {printable(BIDI_NAME)}\\nfake line (2 files)\na table\nof two lines \\x1b[2J\n"
-    assert captured.err == f"warning: skipped {printable(HOSTILE_FILE)}\n"
+    assert captured.err == f"warning: skipped {printable(HOSTILE_FILE)}: cannot read\\nfake line\n"
 
     assert _one_line(PermissionError(13, "Permission denied", f"/x/{HOSTILE_FILE}")) == f"Permission denied: /x/{printable(HOSTILE_FILE)}"
     assert _one_line(ValueError(f"class list names {BIDI_NAME}\ntwice")) == f"class list names {printable(BIDI_NAME)} twice"
@@ -126,3 +126,27 @@ def test_a_bug_report_and_the_demo_names_show_file_text_escaped(monkeypatch, cap
     run.mkdir()
     (run / "best.pt").write_bytes(b"")
     assert _labels_for([run / "best.pt"]) == [f"run{printable(HOSTILE_FILE)}/best.pt"]
+
+
+def test_predict_and_eval_messages_escape_names_from_files_and_saved_models(tmp_path, capsys, caplog):
+    import contextseg as cs
+
+    model = cs.create_model("fcn", num_classes=3, backbone="resnet18d", channels=8, aux_head=False)
+    model.meta.update(classes=[ESC_NAME, BIDI_NAME, "x"], palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0]])
+    folder = tmp_path / f"model{HOSTILE_FILE}"
+    cs.save_pretrained(model, folder)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(photos / f"{HOSTILE_FILE}.png")
+    (photos / f"broken{HOSTILE_FILE}.png").write_bytes(b"not an image")
+    assert main(["predict", str(photos), "--checkpoint", str(folder), "--out", str(tmp_path / "out"), "--precision", "fp32"]) == 1
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert raw_controls(text) == [] and f"skipped {photos}/broken{printable(HOSTILE_FILE)}.png" in captured.err, text
+    assert (tmp_path / "out" / f"{HOSTILE_FILE}.png").is_file()  # the file keeps its name: only what is shown is escaped
+    assert caplog.records and all(raw_controls(r.getMessage()) == [] for r in caplog.records)  # a program's own handlers too
+
+    # the model's class names quoted by an error (its 3 classes against the synthetic scenes' 9)
+    assert main(["eval", "--checkpoint", str(folder), "data.name=synthetic", "data.kwargs={size: [32, 48], length: 1}"]) == 2
+    err = capsys.readouterr().err
+    assert raw_controls(err) == [] and printable(ESC_NAME) in err and len(err.strip().splitlines()) == 1, err

@@ -5,7 +5,9 @@ The library never configures logging on import. :func:`setup_logging` (called by
 lines to stdout, warnings and errors to stderr prefixed ``warning:``/``error:``, both behind
 :class:`RankZeroFilter`, so that under ``torchrun`` each message is written once. A program that
 configures ``logging`` itself gets the records through propagation instead (``propagate`` stays
-on when the root logger has handlers). Progress bars stay with tqdm.
+on when the root logger has handlers). Every record has the control characters of its text escaped
+(:class:`EscapeControls`): file names and class names never reach a terminal or a log raw.
+Progress bars stay with tqdm.
 """
 
 from __future__ import annotations
@@ -17,14 +19,35 @@ import sys
 from ..data.text import printable
 from .distributed import get_rank, is_distributed
 
-__all__ = ["logger", "get_logger", "setup_logging", "RankZeroFilter"]
+__all__ = ["logger", "get_logger", "setup_logging", "RankZeroFilter", "EscapeControls"]
 
 logger = logging.getLogger("contextseg")
 
 
+class EscapeControls(logging.Filter):
+    """Escapes the control and format characters of a record's text arguments and message (file
+    names, class names, messages quoting them: :func:`contextseg.data.text.printable`) before any
+    handler sees it, a program's own handlers included; the newlines of a message of several lines
+    (a results table) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_shown(a) for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = printable(record.msg, keep="\n")
+        return True
+
+
+_ESCAPE = EscapeControls()
+logger.addFilter(_ESCAPE)
+
+
 def get_logger(name: str) -> logging.Logger:
-    """The ``contextseg.<name>`` child logger."""
-    return logger.getChild(name)
+    """The ``contextseg.<name>`` child logger (its records escaped by :class:`EscapeControls`)."""
+    child = logger.getChild(name)
+    if _ESCAPE not in child.filters:
+        child.addFilter(_ESCAPE)
+    return child
 
 
 class RankZeroFilter(logging.Filter):
@@ -72,9 +95,9 @@ class _LevelPrefix(logging.Formatter):
 
 
 def _shown(arg):
-    """A log argument as shown: text and paths with their control characters escaped, the rest as is
-    (numbers keep their ``%d``/``%.2f`` formats)."""
-    return printable(arg) if isinstance(arg, (str, os.PathLike)) else arg
+    """A log argument as shown: text, paths and exceptions (whose messages quote file names) with their
+    control characters escaped, the rest as is (numbers keep their ``%d``/``%.2f`` formats)."""
+    return printable(arg) if isinstance(arg, (str, os.PathLike, BaseException)) else arg
 
 
 def setup_logging(level: int = logging.INFO) -> logging.Logger:
