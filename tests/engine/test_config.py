@@ -141,3 +141,90 @@ def test_odd_base_files_and_delete_values_are_one_accurate_line(tmp_path):
     with pytest.raises(ConfigError, match=rf"more than {MAX_BASE_DEPTH} levels deep"):
         read_yaml(tmp_path / "c0.yaml")
     assert read_yaml(tmp_path / "c10.yaml")["model"] == {"name": "fcn"}  # a chain within the limit still reads
+
+
+# -- numbers: every numeric key has a finite range, and out-of-range values are one line naming it --
+HUGE = 10**23  # beyond every range, a float and a 64-bit integer
+
+
+def _outside(bound):
+    """Values just outside ``bound`` on each side (where a side exists), and a huge one."""
+    step = 1 if bound.integer else 1e-3
+    values = [HUGE, bound.high + step, bound.low - step if bound.low > -(2**62) else None]
+    if bound.high_open:
+        values.append(bound.high)
+    if bound.low_open:
+        values.append(bound.low)
+    return [v for v in values if v is not None]
+
+
+def test_every_numeric_field_has_a_finite_range_that_is_enforced(tmp_path):
+    """Walks every field of the data/train/evaluate dataclasses whose type admits a number: each has
+    a range with a finite upper bound in NUMBER_RANGES, and a value past either end is refused in
+    one line naming the key, the value and the range."""
+    import math
+
+    from contextseg.engine.config import NUMBER_RANGES, numeric_fields
+
+    p = write(tmp_path, {"model": {"name": "fcn"}})
+    fields = numeric_fields()
+    assert {"train.lr", "train.batch_size", "data.crop_size", "evaluate.scales", "train.ema"} <= set(fields)
+    for key in fields:
+        assert key in NUMBER_RANGES, f"{key} has no range in NUMBER_RANGES"
+        bound = NUMBER_RANGES[key]
+        assert math.isfinite(bound.high) and math.isfinite(bound.low) and bound.high <= 2**32, key
+        for value in _outside(bound):
+            if bound.count is not None:
+                value = [value] * (bound.count or 1)
+            with pytest.raises(ConfigError) as caught:
+                load_config(p, [f"{key}={value}"])
+            message = str(caught.value)
+            assert "\n" not in message and f"{key}=" in message and "out of range: expected" in message, (key, value, message)
+            assert str(HUGE) in message or value != HUGE, message
+    assert load_config(p, ["train.lr=10", "train.batch_size=65536", "data.crop_size=[16384, 1]"]).train.lr == 10  # the ends are allowed
+
+
+def test_every_numeric_model_option_has_a_finite_range_that_is_enforced(tmp_path):
+    """Every keyword of every registered model whose type admits a number has a range (its own or
+    its name pattern's); a huge or negative value of one is refused naming ``model.<option>``."""
+    import math
+
+    from contextseg.engine.config import model_option_bound
+    from contextseg.models.registry import MODELS
+
+    options = {"num_classes"}
+    for cls in MODELS.values():
+        for name, param in cls.options().items():
+            if any(word in str(param.annotation) for word in ("int", "float")):
+                options.add(name)
+    assert {"channels", "aux_weight", "ohem_min_kept", "output_stride", "pool_scales", "prior_size"} <= options
+    p = write(tmp_path, {"model": {"name": "fcn"}})
+    for name in sorted(options):
+        bound = model_option_bound(name)
+        assert bound is not None and math.isfinite(bound.high), f"model option {name} has no range"
+        for value in (HUGE, [HUGE, 1], -(10**6)):
+            with pytest.raises(ConfigError, match=rf"model\.{name}=.* is out of range: expected .* in [\[(]"):
+                load_config(p, [f"model.{name}={value}"])
+    with pytest.raises(ConfigError, match=r"model\.my_option=.* is out of range"):  # an option of a user's own model: 64 bits
+        load_config(p, [f"model.my_option={10**30}"])
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("1" + "0" * 5000, "too long to be read"),  # Python refuses to convert more than 4300 digits
+    ("0x" + "f" * 5000, "an integer of 6021 digits"),  # hexadecimal is converted, but cannot be printed
+    ("1e400", "finite"),
+    ("-" + "9" * 400, "an integer of 400 digits"),
+])
+def test_huge_numbers_anywhere_are_one_line_without_overflow(tmp_path, value, shown):
+    """Integers too large for a float (OverflowError) or to print (ValueError) in any key, known or
+    not (a dataset option, a paramwise rule, a list), end in one ConfigError naming the key."""
+    p = write(tmp_path, {"model": {"name": "fcn"}})
+    for key in ("train.lr", "train.batch_size", "data.kwargs.length", "data.crop_size", "evaluate.scales", "train.ema", "model.channels"):
+        item = f"[{value}, 1]" if key in ("data.crop_size", "evaluate.scales") else value
+        with pytest.raises(ConfigError) as caught:
+            load_config(p, [f"{key}={item}"])
+        message = str(caught.value)
+        assert "\n" not in message and len(message) < 400 and shown in message and key.split(".")[-1] in message, (key, message)
+    with pytest.raises(ConfigError) as caught:
+        load_config(p, [f"train.paramwise=[{{pattern: 'a', lr_mult: {value}}}]"])
+    assert "train.paramwise" in str(caught.value) and shown in str(caught.value) and len(str(caught.value)) < 400

@@ -25,7 +25,7 @@ from ...models import Segmentor, create_model
 from ...models.inference import INFERENCE_SETTINGS
 from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, check_safetensors_file, write_atomic
-from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_size, read_yaml, version_differences, without_unknown_keys
+from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_model_options, check_size, read_yaml, version_differences, without_unknown_keys
 from ..log import get_logger
 
 log = get_logger("saved_model")
@@ -228,6 +228,7 @@ def check_model_meta(meta: Any, source: str, model: Segmentor | None = None) -> 
     section = meta.get("model")
     if not isinstance(section, dict) or not isinstance(section.get("name"), str):
         raise ConfigError(f"{source}: model must be a mapping with a name and num_classes, got {section!r}"[:300])
+    check_model_options(section, f"{source}: model")  # every number in its range (num_classes, widths, ...)
     k = section.get("num_classes")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"{source}: model.num_classes must be a positive integer, got {k!r}")
