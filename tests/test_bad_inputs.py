@@ -448,6 +448,10 @@ CONFIG_CASES = {  # name: (config text or None for the tiny config, overrides, w
     "batch_one_with_batchnorm": (None, ["train.batch_size=1"], ["BatchNorm", "train.batch_size"]),
     "ignore_index_differs": (None, ["model.ignore_index=0"], ["model.ignore_index=0", "255"]),
     "config_is_a_folder": ("FOLDER", [], ["is a folder"]),
+    "name_leaves_runs": (None, ["name=../../escaped"], ["name='../../escaped' cannot be a folder name", "path separator"]),
+    "name_absolute": ("model: {name: fcn}\nname: /tmp/elsewhere\n", [], ["name='/tmp/elsewhere' cannot be a folder name"]),
+    "name_with_escape": (None, ['name="run\\x1b]0;owned\\x07"'], ["name='run\\x1b]0;owned\\x07' cannot be a folder name"]),
+    "split_leaves_root": (None, ["data.val_split=../../etc"], ["data.val_split='../../etc'"]),
 }
 
 

@@ -228,3 +228,39 @@ def test_huge_numbers_anywhere_are_one_line_without_overflow(tmp_path, value, sh
     with pytest.raises(ConfigError) as caught:
         load_config(p, [f"train.paramwise=[{{pattern: 'a', lr_mult: {value}}}]"])
     assert "train.paramwise" in str(caught.value) and shown in str(caught.value) and len(str(caught.value)) < 400
+
+
+# -- names: a config string used as a folder name stays one folder inside its parent ---------------
+@pytest.mark.parametrize("key, value, problem", [
+    ("name", "../../x", "path separator"),
+    ("name", "/abs/path", "path separator"),
+    ("name", "runs\\\\..\\\\x", "path separator"),
+    ("name", "..", "parent"),
+    ("name", ".", "parent"),
+    ("name", "'   '", "empty"),
+    ("name", '"a\\0b"', "NUL"),
+    ("name", '"run\\x1b[2J"', "control or format character"),
+    ("name", '"run\\nname"', "control or format character"),
+    ("name", '"evil\\u202etxt.exe"', "control or format character"),
+    ("name", "n" * 256, "longer than 255 bytes"),
+    ("data.val_split", "../../etc", "path separator"),
+    ("data.train_split", "..", "parent"),
+])
+def test_names_used_as_folders_stay_inside_their_parent(tmp_path, key, value, problem):
+    p = write(tmp_path, {"model": {"name": "fcn"}})
+    for extra in ([], [f"train.work_dir={tmp_path / 'anywhere'}"]):  # refused with or without an explicit work dir
+        with pytest.raises(ConfigError) as caught:
+            load_config(p, [f"{key}={value}", *extra])
+        message = str(caught.value)
+        assert "\n" not in message and f"{key}=" in message and "cannot be a folder name" in message and problem in message, message
+        assert "\x1b" not in message and "\u202e" not in message and "\x00" not in message
+
+
+def test_plain_names_are_kept_and_the_work_dir_may_be_any_folder(tmp_path):
+    p = write(tmp_path, {"name": "città run-2 (β)", "model": {"name": "fcn"}})
+    cfg = load_config(p)
+    assert cfg.name == "città run-2 (β)" and cfg.work_dir == __import__("pathlib").Path("runs") / "città run-2 (β)"
+    assert load_config(p, ["name=" + "n" * 255]).name == "n" * 255  # the longest file name is a name
+    assert load_config(p, [f"train.work_dir={tmp_path / '..' / 'elsewhere'}"]).work_dir == tmp_path / ".." / "elsewhere"
+    with pytest.raises(ConfigError, match=r"name must be text .*got \[1, 2\]"):
+        load_config(p, ["name=[1, 2]"])

@@ -146,3 +146,16 @@ def test_config_json_of_the_same_save_is_used_with_its_hand_edits(tmp_path, capl
     cs.save_pretrained(_tiny(1, ["p", "q", "r"]), other)
     (tmp_path / "m" / "config.json").write_text((other / "config.json").read_text())  # another model's config.json copied in
     assert cs.from_pretrained(tmp_path / "m").meta["classes"] == ["a", "b", "c"] and "does not belong" in caplog.text
+
+
+@pytest.mark.parametrize("folder", ["..", "."])
+def test_a_saved_model_named_by_dots_is_evaluated_under_its_folders_name(tmp_path, monkeypatch, folder):
+    """``--checkpoint ..`` or ``.``: the config read from a saved model is named after the folder
+    itself (a run name is one plain folder name; ``..`` is not one)."""
+    from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
+
+    cs.save_pretrained(_tiny(0, ["a", "b", "c"]), tmp_path / "saved")
+    (tmp_path / "saved" / "inner").mkdir()
+    monkeypatch.chdir(tmp_path / "saved" / ("inner" if folder == ".." else ""))
+    _, cfg, _ = load_checkpoint_model(folder)
+    assert cfg.name == "saved"

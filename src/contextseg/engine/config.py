@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import fnmatch
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from ..data.text import is_printable
 from ..models.inference import MAX_SCALE
 from ..models.inference import check_scales as scale_rule
 
@@ -246,7 +248,45 @@ class Config:
         sections = {key: _build_section(cls_, raw.get(key) or {}, f"{source}: {key}") for key, cls_ in _SECTIONS.items()}
         _check(sections["data"], sections["train"], sections["evaluate"], source)
         name = raw.get("name") or f"{model['name']}_{sections['data'].name}"
+        if isinstance(name, (dict, list, tuple, bool)):
+            raise ConfigError(f"{source}: name must be text (the run's folder name under runs/), got {_shown(name)}")
+        check_path_component(str(name), f"{source}: name", "the run's folder under runs/, e.g. my_run; train.work_dir chooses any folder")
+        for key in ("train_split", "val_split"):
+            check_path_component(getattr(sections["data"], key), f"{source}: data.{key}", "a folder of the dataset, e.g. train")
         return cls(name=str(name), model=model, **sections)
+
+
+MAX_NAME_BYTES = 255  # the longest file name of Linux, macOS and Windows file systems
+
+
+def path_component_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one folder name inside a parent (None if it can): empty, ``.`` or
+    ``..``, a path separator (an absolute path, ``../x``), a NUL, control or format character, or
+    more than 255 bytes."""
+    if not value.strip():
+        return "it is empty"
+    if value in (".", ".."):
+        return f"{value!r} names a folder itself or its parent, not one inside it"
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if any(sep in value for sep in separators):
+        return "it holds a path separator, so it would leave its parent folder"
+    if "\x00" in value:
+        return "it holds a NUL character"
+    if not is_printable(value):
+        return "it holds a control or format character"
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return f"it is longer than {MAX_NAME_BYTES} bytes, the longest file name"
+    return None
+
+
+def check_path_component(value: Any, where: str, expected: str) -> None:
+    """``value`` is text usable as one folder name inside its parent (see :func:`path_component_problem`);
+    ConfigError naming ``where`` and the value otherwise, saying what is ``expected``."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be text ({expected}), got {_shown(value)}")
+    problem = path_component_problem(value)
+    if problem:
+        raise ConfigError(f"{where}={_clipped(value)} cannot be a folder name: {problem}; expected one plain name ({expected})")
 
 
 def version_differences(raw: dict) -> tuple[list[str], list[str]]:

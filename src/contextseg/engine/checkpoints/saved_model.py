@@ -25,7 +25,7 @@ from ...models import Segmentor, create_model
 from ...models.inference import INFERENCE_SETTINGS
 from .checkpoint import load_checkpoint, nonfinite_tensors
 from .files import atomic_write, check_safetensors_file, write_atomic
-from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_model_options, check_size, read_yaml, version_differences, without_unknown_keys
+from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_model_options, check_size, path_component_problem, read_yaml, version_differences, without_unknown_keys
 from ..log import get_logger
 
 log = get_logger("saved_model")
@@ -111,7 +111,8 @@ def _saved_model_with_config(folder: Path, device, config: str | None, overrides
     data = dict(model.meta.get("data") or {})
     data.setdefault("base_size", model.meta.get("base_size"))
     data.setdefault("crop_size", model.meta.get("crop_size"))
-    raw: dict = {"name": folder.name, "model": model_section, "data": {k: v for k, v in data.items() if v is not None},
+    name = folder.resolve().name  # "." and ".." as their folder's own name; a name no run folder could have is left out
+    raw: dict = {"name": name if not path_component_problem(name) else None, "model": model_section, "data": {k: v for k, v in data.items() if v is not None},
                  "evaluate": dict(model.meta.get("inference") or {})}
     if config is not None:
         user = read_yaml(config)
