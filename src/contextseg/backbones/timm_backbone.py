@@ -138,7 +138,7 @@ def load_backbone_weights(module: nn.Module, path: str | os.PathLike) -> None:
         raise ValueError(f"pretrained_backbone: {str(path)!r} should end in one of {', '.join(_WEIGHT_SUFFIXES)}")
     from timm.models import load_state_dict
 
-    from ..engine.checkpoints.files import check_safetensors_file, check_torch_file
+    from .weights_budget import check_safetensors_file, check_torch_file
 
     # what the file would make the loader allocate (a compressed or forged archive, a forged header length), before it loads
     (check_safetensors_file if path.suffix == ".safetensors" else check_torch_file)(path, "pretrained_backbone")
