@@ -201,11 +201,30 @@ def test_overrides_after_the_checkpoint_option_are_accepted(world, tmp_path):
 
 
 def test_diverged_training_is_stopped_and_never_saved(world, tmp_path):
-    code, out = cli("train", world["config"], "train.lr=1e6", "train.optimizer=sgd", "train.max_iters=6", "train.precision=fp32", f"train.work_dir={tmp_path / 'run'}")
-    check(code, out, 2, "non-finite", "iteration", "lower train.lr")
+    """A step that makes a weight non-finite (as a too-high learning rate does after many steps; every
+    learning rate the config accepts is at most 10, which this tiny run survives) stops the run at that
+    iteration with one line, and no non-finite weight is saved."""
+    steps = []
+
+    def diverge(optimizer, args, kwargs):  # the third step of the run blows one weight up
+        steps.append(1)
+        if len(steps) == 3:
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].mul_(float("inf"))
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(diverge)
+    try:
+        code, out = run_main(["train", world["config"], "train.max_iters=6", "train.checkpoint_interval=1", "train.precision=fp32",
+                              f"train.work_dir={tmp_path / 'run'}"])
+    finally:
+        handle.remove()
+    check(code, out, 2, "non-finite at iteration 3", "lower train.lr")
     assert "use train.precision=fp32" not in out  # the run already is fp32
     last = tmp_path / "run" / "last.pt"
-    assert not last.exists() or all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values() if v.is_floating_point())
+    assert last.exists() and torch.load(last, weights_only=True)["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in torch.load(last, weights_only=True)["model"].values() if v.is_floating_point())
 
 
 # -- data that is silently wrong -----------------------------------------------------------------
