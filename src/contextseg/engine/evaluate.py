@@ -7,13 +7,14 @@ from contextlib import nullcontext
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from ..data.text import printable
 from ..metrics import SegmentationMetric
 from .config import EvalConfig
 from .distributed import get_rank, get_world_size, is_main_process
+from .loaders import guarded, make_loader
 from ..models.inference import inference
 
 __all__ = ["evaluate", "format_results"]
@@ -39,10 +40,10 @@ def evaluate(
     model.eval()
     metric = SegmentationMetric(len(dataset.classes), dataset.ignore_index)
     shard = Subset(dataset, list(range(get_rank(), len(dataset), get_world_size())))
-    loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers)
+    loader = make_loader(shard, num_workers, batch_size=1, shuffle=False)  # at most one worker per CPU
     window = cfg.crop_size or crop_size
     ctx = autocast or nullcontext
-    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and is_main_process()))
+    bar = tqdm(guarded(loader), desc="eval", leave=False, disable=not (progress and is_main_process()))  # worker failures: one line
     for batch in bar:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)

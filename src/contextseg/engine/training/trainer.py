@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
@@ -51,6 +50,7 @@ from ..distributed import (
     resolve_device,
 )
 from ..evaluate import evaluate, format_results
+from ..loaders import cap_workers, guarded, make_loader
 from ..log import get_logger, setup_logging
 from ..precision import Precision, autocast_context, resolve_precision
 from .optim import build_optimizer, build_scheduler
@@ -313,16 +313,16 @@ class Trainer:
             self._open_tensorboard()
         self._log({"event": "precision", "iter": self.iteration, **self.precision.to_dict()})
         drawn = self.iteration * self.batch_per_rank * tc.accumulate_steps  # samples this rank has drawn
-        loader = DataLoader(
+        loader = make_loader(  # at most one worker per CPU
             SeededDraws(self.train_set, tc.seed),
+            self.cfg.data.num_workers,
             batch_size=self.batch_per_rank,
             sampler=InfiniteSampler(len(self.train_set), True, tc.seed, self.rank, self.world_size, start=drawn, numbered=True),
-            num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=True,
             persistent_workers=False,
         )
-        batches = iter(loader)
+        batches = guarded(loader)  # iter(loader), whose worker failures (no /dev/shm, too few open files) are one line saying what to change
         if self._resume_rng is not None:  # after iter(): creating the iterator draws a base seed
             set_rng_state(self._resume_rng)
             self._resume_rng = None
@@ -483,7 +483,7 @@ class Trainer:
             self.cfg.evaluate,
             self.device,
             crop_size=self.cfg.data.crop_size,
-            num_workers=0 if self.cfg.data.cache else min(self.cfg.data.num_workers, 2),
+            num_workers=0 if self.cfg.data.cache else min(cap_workers(self.cfg.data.num_workers), 2),
             autocast=self.autocast,
             progress=self.progress,
         )
