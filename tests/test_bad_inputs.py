@@ -830,7 +830,32 @@ CHECKPOINT_CASES = {  # name: (change to a trained last.pt, used by: predict / r
     "optimizer_text": (lambda c: c.__setitem__("optimizer", "x"), "resume", ["optimizer state is damaged"]),
     "scheduler_text": (lambda c: c.__setitem__("scheduler", 3), "resume", ["scheduler state is damaged"]),
     "rng_damaged": (lambda c: c.__setitem__("rng", [{"torch": 1}]), "resume", ["random number generator state is damaged"]),
+    "iteration_fraction": (lambda c: c.__setitem__("iteration", 2.5), "resume", ["iteration is damaged", "whole number"]),
+    "iteration_huge": (lambda c: c.__setitem__("iteration", 10**30), "resume", ["iteration is damaged"]),
+    "pending_eval_text": (lambda c: c.__setitem__("pending_eval", "yes"), "resume", ["pending_eval is damaged"]),
+    "scheduler_wrong_types": (lambda c: c["scheduler"].__setitem__("last_epoch", "x"), "resume", ["scheduler state is damaged", "last_epoch"]),
+    "scheduler_lr_list": (lambda c: c["scheduler"].__setitem__("_last_lr", [0.1] * 7), "resume", ["scheduler state is damaged", "_last_lr"]),
+    "optimizer_lr_text": (lambda c: c["optimizer"]["param_groups"][0].__setitem__("lr", "fast"), "resume", ["optimizer state is damaged", "lr"]),
+    "optimizer_moment_shape": (lambda c: c["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(3)), "resume", ["optimizer state is damaged", "exp_avg"]),
+    "nested_deep": (lambda c: c.__setitem__("extra", _nested(200)), "predict", ["nested deeper than"]),  # torch.save itself recurses: 200 levels, not 100,000
 }
+
+
+def _nested(depth: int):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_non_finite_best_miou_is_unknown_and_best_pt_is_written_again(world, tmp_path):
+    """best_miou NaN in last.pt used to be beaten by no evaluation, so best.pt was never written again."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _checkpoint_variant(world, run / "last.pt", lambda c: c.__setitem__("best_miou", float("nan")))
+    code, out = run_main(["train", world["config"], f"train.work_dir={run}", "train.max_iters=2"])
+    check(code, out, 0, "best mIoU (nan) is not a number", "unknown")
+    assert torch.load(run / "best.pt", weights_only=True)["iteration"] == 2
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
@@ -971,3 +996,114 @@ def test_data_check_reports_lossy_masks_shared_stems_and_bad_class_names(tmp_pat
     (root / "images" / "val" / "x.jpg").unlink()
     code, out = run_main(["data", "check", "folder", root])
     check(code, out, 0)
+
+
+# -- writers: nothing the package writes replaces a user's file --------------------------------------
+def _foreign_png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)  # a user's picture: no contextseg mark
+    return path
+
+
+def test_a_config_is_never_written_over_by_its_own_run(world, tmp_path):
+    """A config named config.yaml whose train.work_dir is its own folder (or a _base_ of it there) was
+    replaced by the run's resolved dump; a config.yaml or log.jsonl of someone else in the work dir too."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "work_dir": str(folder)}}))
+    run_family(["train", config], 2, ["holds the config this run reads", "config.yaml", "train.work_dir"], [folder])
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({"_base_": str(config), "train": {"work_dir": str(folder)}}))
+    run_family(["train", child], 2, ["holds the config this run reads"], [folder])  # its base
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text("# my notes\nlr: 0.1\n")
+    run_family(["train", world["config"], f"train.work_dir={other}", "--overwrite"], 2, ["config.yaml", "not written by contextseg"], [other])
+    (other / "config.yaml").unlink()
+    (other / "log.jsonl").write_text("my own log\n")
+    run_family(["train", world["config"], f"train.work_dir={other}", "--overwrite"], 2, ["log.jsonl", "not written by contextseg"], [other])
+
+
+def test_a_run_writes_a_marked_config_it_may_rewrite_when_resumed(world, tmp_path):
+    run = tmp_path / "run"
+    code, out = run_main(["train", world["config"], f"train.work_dir={run}"])
+    check(code, out, 0)
+    from contextseg.data.io import written_by_contextseg
+
+    assert (run / "config.yaml").read_text().startswith("# written by contextseg") and written_by_contextseg(run / "config.yaml")
+    code, out = run_main(["train", world["config"], f"train.work_dir={run}", "train.max_iters=2"])  # resumed: its own files are rewritten
+    check(code, out, 0)
+
+
+def test_explain_never_replaces_a_picture_and_keeps_inputs_of_one_stem_apart(world, tmp_path):
+    out = tmp_path / "pictures"
+    a, b = world["photos"] / "a" / "frame.png", world["photos"] / "b" / "frame.png"
+    code, text = run_main(["explain", a, b, "--checkpoint", world["cpnet"], "--out", out])
+    check(code, text, 0, "share a file name")
+    pictures = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert {p.split("/")[0] for p in pictures} == {"a", "b"} and len(pictures) % 2 == 0, pictures  # two sets, one per input
+    code, text = run_main(["explain", a, b, "--checkpoint", world["cpnet"], "--out", out])
+    check(code, text, 2, "exists already (written by contextseg)", "--overwrite")
+    code, text = run_main(["explain", a, b, "--checkpoint", world["cpnet"], "--out", out, "--overwrite"])
+    check(code, text, 0)
+    theirs = out / "solo"
+    _foreign_png(theirs / f"frame_{pictures[0].split('_', 1)[1]}")
+    for flags in ([], ["--overwrite"]):
+        run_family(["explain", a, "--checkpoint", world["cpnet"], "--out", theirs, *flags], 2, ["not written by contextseg"], [theirs])
+
+
+def test_eval_outputs_never_replace_an_input_or_a_file_of_someone_else(world, tmp_path):
+    json_path = tmp_path / "results.json"
+    json_path.write_text('{"mine": 1}')
+    for flags in ([], ["--overwrite"]):
+        run_family(["eval", "--checkpoint", world["ckpt"], "--json", json_path, *flags], 2, ["--json", "not written by contextseg"], [json_path])
+    run_family(["eval", "--checkpoint", world["ckpt"], "--json", world["ckpt"], "--overwrite"], 2, ["is an input of this command"], [world["ckpt"]])
+    plots = tmp_path / "plots"
+    _foreign_png(plots / "confusion.png")
+    run_family(["eval", "--checkpoint", world["ckpt"], "--plots", plots, "--overwrite"], 2, ["confusion.png", "not written by contextseg"], [plots])
+    own = tmp_path / "own.json"
+    check(*run_main(["eval", "--checkpoint", world["ckpt"], "--json", own]), 0)
+    check(*run_main(["eval", "--checkpoint", world["ckpt"], "--json", own]), 2, "exists already", "--overwrite")
+    check(*run_main(["eval", "--checkpoint", world["ckpt"], "--json", own, "--overwrite"]), 0)
+
+
+def test_a_fifo_is_named_as_one(world, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    code, text = run_main(["eval", "--checkpoint", world["ckpt"], "--json", fifo, "--overwrite"])
+    check(code, text, 2, "FIFO")
+    assert "does not exist" not in text
+
+
+def test_save_pretrained_never_replaces_a_foreign_config_json(world, tmp_path):
+    import contextseg as cs
+    from contextseg.data.io import OutputRefused
+
+    model = cs.load(world["ckpt"])
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(OutputRefused, match="config.json.*not written by contextseg"):
+        cs.save_pretrained(model, folder)
+    assert (folder / "config.json").read_text() == '{"model_type": "bert"}' and not (folder / "model.safetensors").exists()
+    (folder / "config.json").unlink()
+    cs.save_pretrained(model, folder)
+    cs.save_pretrained(model, folder)  # its own files: replaced, as a library call does
+
+
+def test_metadata_nested_deeply_is_one_line(world, saved, tmp_path):
+    """A saved model's config.json or its weights' stored config nested 100,000 levels deep (Python's
+    JSON parser would recurse past its limit): one line, checked on the text before parsing."""
+    from safetensors.torch import save_file
+
+    from contextseg.engine.checkpoints.saved_model import EMBEDDED_CONFIG
+
+    deep = "[" * 100_000 + "]" * 100_000
+    folder = _saved_variant(saved, tmp_path / "deep_metadata", raw_json=(saved["folder"] / "config.json").read_text())
+    save_file(dict(saved["weights"]), str(folder / "model.safetensors"), metadata={EMBEDDED_CONFIG: deep})
+    run_family(["predict", world["photos"], "--checkpoint", folder, "--out", tmp_path / "out"], 2, ["stored config", "nested deeper than 64"], [folder])
+    folder = _saved_variant(saved, tmp_path / "deep_config", raw_json=deep)
+    run_family(["predict", world["photos"], "--checkpoint", folder, "--out", tmp_path / "out"], 2, ["config.json", "nested deeper than 64"], [folder])

@@ -16,7 +16,7 @@ from contextseg.data import build_dataset
 def test_bench_reports_params_flops_latency_memory(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--models", "fcn,cpnet", "--backbone", "resnet18d", "--num-classes", "5", "--size", "64", "64", "--repeats", "1", "--precision", "fp32", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())
+    rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["fcn", "cpnet"]
     fcn = rows[0]
     expected_params = sum(p.numel() for p in __import__("contextseg").create_model("fcn", num_classes=5, backbone="resnet18d").parameters())
@@ -157,8 +157,7 @@ def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
     snapshot = lambda folder: {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}  # noqa: E731
 
     assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "saved")]) == 0
-    (tmp_path / "saved" / "config.json").write_text('{"marker": 1}')  # so that a replacement would show
-    before = snapshot(tmp_path / "saved")
+    before = snapshot(tmp_path / "saved")  # each save has its own id: a replacement shows
     capsys.readouterr()
     assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "saved")]) == 2
     assert "--overwrite" in capsys.readouterr().err and snapshot(tmp_path / "saved") == before
@@ -169,10 +168,20 @@ def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
     assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(tmp_path / "run"), "--overwrite"]) == 2
     assert "other files" in capsys.readouterr().err and snapshot(tmp_path / "run") == run_before
 
+    foreign = tmp_path / "foreign"  # a folder with another tool's config.json is no saved model of contextseg's
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "bert"}')
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", ckpt, "--format", "safetensors", "--out", str(foreign), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err and "not written by contextseg" in err and "holds a saved model" not in err
+    assert (foreign / "config.json").read_text() == '{"model_type": "bert"}' and not (foreign / "model.safetensors").exists()
+
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"not mine")
-    assert main(["export", "--checkpoint", ckpt, "--out", str(onnx)]) == 2
-    assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"not mine"
+    for flags in ([], ["--overwrite"]):  # a file contextseg did not write: never replaced
+        assert main(["export", "--checkpoint", ckpt, "--out", str(onnx), *flags]) == 2
+        assert "not written by contextseg" in capsys.readouterr().err and onnx.read_bytes() == b"not mine"
 
 
 def test_export_synthetic_never_writes_into_a_dataset_and_validates_first(tmp_path, capsys):

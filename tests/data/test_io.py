@@ -4,6 +4,7 @@ the user's umask."""
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from contextseg.data.io import WriteFailed, append_no_follow, atomic_write, write_atomic
@@ -79,3 +80,91 @@ def test_every_name_the_file_system_takes_is_written_atomically(tmp_path, name):
     seen[0].encode("utf-8")  # never half a character
     write_atomic(tmp_path / name, "again")  # and over an existing file
     assert (tmp_path / name).read_text() == "again"
+
+
+# -- authorship: what may be written where -----------------------------------------------------------
+def _marked_files(tmp_path):
+    """One file of each kind contextseg writes, marked as its writers mark them."""
+    import json
+    import struct
+
+    from PIL import Image
+
+    from contextseg.data.io import YAML_MARK, png_mark
+
+    files = {}
+    files["png"] = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(files["png"], pnginfo=png_mark("a test picture"))
+    files["yaml"] = tmp_path / "a.yaml"
+    files["yaml"].write_text(f"{YAML_MARK} (a resolved config)\nname: x\n")
+    files["json"] = tmp_path / "a.json"
+    files["json"].write_text(json.dumps({"written_by": "contextseg eval", "mIoU": 1.0}))
+    files["saved_json"] = tmp_path / "config.json"
+    files["saved_json"].write_text(json.dumps({"contextseg": "0.2.0", "model": {}}, indent=1))
+    header = json.dumps({"__metadata__": {"format": "pt", "library": "contextseg"}}).encode()
+    files["safetensors"] = tmp_path / "a.safetensors"
+    files["safetensors"].write_bytes(struct.pack("<Q", len(header)) + header)
+    files["onnx"] = tmp_path / "a.onnx"
+    files["onnx"].write_bytes(b"\x08\x09" + b"graph" * 100 + b"contextseg_model" + b"fcn")
+    return files
+
+
+def _foreign_files(tmp_path):
+    import json
+    import struct
+
+    from PIL import Image
+
+    files = {}
+    files["png"] = tmp_path / "b.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(files["png"])
+    files["yaml"] = tmp_path / "b.yaml"
+    files["yaml"].write_text("# written by me\nname: x\n")
+    files["json"] = tmp_path / "b.json"
+    files["json"].write_text(json.dumps({"mIoU": 1.0, "written_by": "contextseg"}))  # the mark must open the object
+    header = json.dumps({"__metadata__": {"library": "timm"}}).encode()
+    files["safetensors"] = tmp_path / "b.safetensors"
+    files["safetensors"].write_bytes(struct.pack("<Q", len(header)) + header)
+    files["safetensors_forged"] = tmp_path / "c.safetensors"
+    files["safetensors_forged"].write_bytes(struct.pack("<Q", 1 << 60) + b"{}")  # a header length never allocated
+    files["onnx"] = tmp_path / "b.onnx"
+    files["onnx"].write_bytes(b"\x08\x09" + b"graph" * 100)
+    files["txt"] = tmp_path / "b.txt"
+    files["txt"].write_text("contextseg")
+    return files
+
+
+def test_contextseg_marks_are_recognised_and_nothing_else_is(tmp_path):
+    from contextseg.data.io import written_by_contextseg
+
+    assert {k: written_by_contextseg(p) for k, p in _marked_files(tmp_path).items()} == {k: True for k in _marked_files(tmp_path)}
+    assert {k: written_by_contextseg(p) for k, p in _foreign_files(tmp_path).items()} == {k: False for k in _foreign_files(tmp_path)}
+    assert not written_by_contextseg(tmp_path / "missing.png") and not written_by_contextseg(tmp_path)
+
+
+def test_check_output_is_one_rule_for_every_file(tmp_path):
+    import os
+
+    from contextseg.data.io import OutputRefused, check_output
+
+    assert check_output(tmp_path / "new.json", "--json") == tmp_path / "new.json"  # missing: written
+    ours = _marked_files(tmp_path)["json"]
+    with pytest.raises(OutputRefused, match=r"--json .*a.json.* exists already \(written by contextseg\); pass --overwrite"):
+        check_output(ours, "--json")
+    check_output(ours, "--json", overwrite=True)  # its own file, asked for
+    with pytest.raises(OutputRefused, match="is an input of this command"):
+        check_output(ours, "--json", overwrite=True, inputs=[ours])  # never what it reads, --overwrite or not
+    foreign = _foreign_files(tmp_path)["json"]
+    for overwrite in (False, True):
+        with pytest.raises(OutputRefused, match="was not written by contextseg; it is never replaced"):
+            check_output(foreign, "--json", overwrite=overwrite)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputRefused, match=r"is a FIFO \(named pipe\)"):
+        check_output(fifo, "--json", overwrite=True)
+    with pytest.raises(OutputRefused, match="is a folder"):
+        check_output(tmp_path, "--json", overwrite=True)
+    link = tmp_path / "link.json"
+    link.symlink_to(ours)
+    with pytest.raises(OutputRefused, match="symbolic link"):
+        check_output(link, "--json", overwrite=True)

@@ -105,7 +105,11 @@ def test_stale_temporaries_are_removed_and_a_fresh_run_does_not_overwrite(tmp_pa
     with pytest.raises(ConfigError, match="holds checkpoints of another run.*--overwrite"):
         Trainer(Config.from_dict(raw), progress=False)
     assert not (work / ".last.pt.abc123.tmp").exists() and (work / "last.pt").read_bytes() == b"another run"
-    Trainer(Config.from_dict(raw), progress=False, overwrite=True)  # allowed when asked for
+    with pytest.raises(ValueError, match="last.pt exists and was not written by contextseg.*--overwrite included"):
+        Trainer(Config.from_dict(raw), progress=False, overwrite=True)  # a file that is no checkpoint of contextseg: never replaced
+    assert (work / "last.pt").read_bytes() == b"another run"
+    torch.save({"model": {}, "iteration": 3}, work / "last.pt")  # a training checkpoint: replaced when asked for
+    Trainer(Config.from_dict(raw), progress=False, overwrite=True)
 
 
 def test_a_second_training_in_a_busy_work_dir_refuses_naming_the_first_and_a_killed_ones_lock_is_taken_over(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.io import write_atomic
+from ..data.io import check_output, write_atomic
 from ..engine.measure import bench_in_subprocess, bench_one
 
 
@@ -20,6 +20,8 @@ def run_bench(args) -> int:
     unknown = sorted(set(names) - set(list_models()))
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(list_models())}")
+    if args.json_path:  # before the (long) measurements
+        check_output(args.json_path, "--json", args.overwrite)
     use_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     rows = []
     for name in names:
@@ -34,5 +36,6 @@ def run_bench(args) -> int:
             print(f"{'model':<14} {'params':>9} {'GFLOPs':>16} {'latency':>12} {'peak memory':>13}", flush=True)
         print(f"{r['model']:<14} {r['params_M']:8.2f}M {r['GFLOPs']:9.1f} GFLOPs {r['latency_ms']:9.1f} ms {r['peak_mem_MiB']:9.0f} MiB", flush=True)
     if args.json_path:
-        write_atomic(Path(args.json_path), json.dumps(rows, indent=2))
+        check_output(args.json_path, "--json", args.overwrite)
+        write_atomic(Path(args.json_path), json.dumps({"written_by": "contextseg bench", "rows": rows}, indent=2))
     return 0

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ..engine.checkpoints.checkpoint import ensure_writable_folder
+from ..data.io import check_output, png_mark, written_by_contextseg
 from ..engine.checkpoints.files import atomic_write, output_lock, write_atomic
 from ..engine.checkpoints.saved_model import load, load_checkpoint_model
 from ..engine.checkpoints.saved_model import save_pretrained as save
@@ -76,15 +79,19 @@ def cmd_eval(args) -> int:
     from ..engine.distributed import resolve_device
     from ..engine.evaluate import evaluate, format_results
 
-    if args.plots:
+    config, overrides = _split_config_and_overrides(args.config, args.overrides)
+    inputs = [args.checkpoint, *([config] if config else [])]
+    if args.plots:  # every output checked before the evaluation, not after it
+        for name in ("class_iou.png", "confusion.png"):
+            check_output(Path(args.plots) / name, "--plots", args.overwrite, inputs)
         ensure_writable_folder(args.plots, "--plots")
-    if args.json_path:  # before the evaluation, not after it
+    if args.json_path:
         json_path = Path(args.json_path)
         if json_path.is_dir():
             raise ConfigError(f"--json {args.json_path!r} is a folder; give a file path such as results.json")
+        check_output(json_path, "--json", args.overwrite, inputs)
         ensure_writable_folder(json_path.parent, "--json")
     device = resolve_device(args.device)
-    config, overrides = _split_config_and_overrides(args.config, args.overrides)
     compat = ["evaluate.antialias=false"] if getattr(args, "mmseg_compat", False) else []
     model, cfg, ckpt = load_checkpoint_model(args.checkpoint, device, config, overrides + _inference_overrides(args) + compat)
     dataset = build_eval_dataset(cfg, args.split, with_positions=False)
@@ -112,8 +119,10 @@ def cmd_eval(args) -> int:
                    plot_confusion(results["confusion"], dataset.classes, Path(args.plots) / "confusion.png", title)]
         log.info("wrote %s", ", ".join(map(str, written)))
     if args.json_path:
-        payload = {"checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
-        write_atomic(Path(args.json_path), json.dumps(payload, indent=2))
+        payload = {"written_by": "contextseg eval", "checkpoint": str(args.checkpoint), "classes": list(dataset.classes), **results}
+        with output_lock(Path(args.json_path), "--json", "eval"):  # checked again: another run may have written it meanwhile
+            check_output(args.json_path, "--json", args.overwrite, inputs)
+            write_atomic(Path(args.json_path), json.dumps(payload, indent=2))
     return 0
 
 
@@ -171,33 +180,15 @@ def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[
     existing = [t for t in written if t.exists()]
     if existing and not overwrite:
         raise ConfigError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; pass --overwrite to replace them or choose another --out")
-    foreign = [t for t in existing if not _written_by_predict(t)]
+    foreign = [t for t in existing if not written_by_contextseg(t)]
     if foreign:  # --overwrite replaces predict's own outputs only, never a photo that shares the name
-        raise ConfigError(f"{foreign[0]} exists and was not written by contextseg predict ({len(foreign)} such file(s)); "
+        raise ConfigError(f"{foreign[0]} exists and was not written by contextseg ({len(foreign)} such file(s)); "
                           "--overwrite only replaces predictions: choose another --out")
     return targets
 
 
-PREDICTION_MARK = "contextseg-predict"  # a PNG text chunk on every label and overlay predict writes
-
-
-def _written_by_predict(path: Path) -> bool:
-    """Whether ``path`` is a PNG that ``contextseg predict`` wrote (it carries the mark)."""
-    from ..data.base import open_unchecked
-
-    try:
-        with open_unchecked(path) as img:  # the header only: no size limit needed, none changed
-            return img.format == "PNG" and PREDICTION_MARK in getattr(img, "text", {})
-    except (OSError, ValueError, SyntaxError):
-        return False
-
-
 def _prediction_png_info():
-    from PIL import PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PREDICTION_MARK, "label map or overlay written by contextseg predict")
-    return info
+    return png_mark("label map or overlay written by contextseg predict")
 
 
 def _label_png(labels: np.ndarray, palette) -> "Image.Image":
@@ -301,7 +292,7 @@ def _predict_into(args, model, device, out: Path, targets: list[tuple[Path, Path
 def cmd_explain(args) -> int:
     from ..data.base import DatasetError, read_image
     from ..engine.distributed import resolve_device
-    from ..engine.pictures.explain import NothingToExplain, explain, render
+    from ..engine.pictures.explain import NothingToExplain, explain, maps_by_group, render
     from ..models import get_model_class, list_models
 
     out = Path(args.out)
@@ -309,27 +300,64 @@ def cmd_explain(args) -> int:
     if not type(model).has_context_maps():
         raise NothingToExplain(f"--checkpoint {args.checkpoint}: {type(model).__name__} is a baseline with no context module to explain; "
                                f"explain a context model ({', '.join(n for n in list_models() if get_model_class(n).has_context_maps())})")
+    named = _picture_stems(_collect_images(args.inputs))
+    images = [path for path, _ in named]
+    for _, stem in named:  # every picture an earlier run left under these names, before any work
+        for existing in sorted(out.glob(glob.escape(stem) + "_*.png")):
+            check_output(existing, "--out", args.overwrite, images, read="an input image")
     ensure_writable_folder(out, "--out")
-    images = [path for path, _ in _collect_images(args.inputs)]
     written, failed = [], []
-    for path in images:
+    for path, stem in named:
         try:
             rgb = read_image(path, args.max_pixels)
         except DatasetError as exc:
             log.warning("skipped %s: %s", path, exc)
             failed.append(path)
             continue
-        written += render(explain(model, rgb, pixels=args.pixel), out, path.stem)
+        explanation = explain(model, rgb, pixels=args.pixel)
+        for group in maps_by_group(explanation):  # the names this image's pictures take, checked again before writing
+            check_output(out / f"{stem}_{group}.png", "--out", args.overwrite, images, read="an input image")
+        written += render(explanation, out, stem)
     log.info("wrote %d picture(s) to %s: %s%s", len(written), out, ", ".join(p.name for p in written), f"; {len(failed)} image(s) failed" if failed else "")
     return 1 if failed else 0
+
+
+def _picture_stems(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, str]]:
+    """``(image, stem)`` per image, the stems all different: an image's own stem, or, where two
+    images share one (``a/frame.png`` and ``b/frame.png``, ``frame.png`` and ``frame.jpg``), its
+    path relative to the inputs (pictures in subfolders of ``--out``), then its extension or a
+    number; a line says which images were renamed so."""
+    counts = Counter(rel.stem for _, rel in pairs)
+    used: set[str] = set()
+    named, renamed = [], []
+    for image, rel in pairs:
+        stem = rel.stem if counts[rel.stem] == 1 else rel.with_suffix("").as_posix()
+        if stem in used:
+            stem = f"{stem}_{rel.suffix.lstrip('.').lower()}"
+        base, n = stem, 2
+        while stem in used:
+            stem, n = f"{base}-{n}", n + 1
+        used.add(stem)
+        named.append((image, stem))
+        if stem != rel.stem:
+            renamed.append(f"{image} as {stem}_*.png")
+    if renamed:
+        log.info("%d input image(s) share a file name with another, so their pictures keep more of their path: %s",
+                 len(renamed), "; ".join(renamed[:5]) + ("; ..." if len(renamed) > 5 else ""))
+    return named
 
 
 def cmd_convert(args) -> int:
     from ..engine.convert import from_encoding_resnet, from_hanet
 
+    from ..engine.checkpoints.saved_model import check_saved_model_target
+
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"--out {args.out!r} exists already; pass --overwrite to replace it")
+    inputs = [args.checkpoint]
+    if args.source in ("hanet", "mmseg"):
+        check_saved_model_target(out, args.overwrite, "--out", inputs)  # before the conversion
+    elif out.suffix == ".safetensors":
+        check_output(out, "--out", args.overwrite, inputs)
     if args.source in ("hanet", "mmseg"):
         if args.source == "mmseg":
             from ..engine.convert import MMSEG_DATASETS, MMSEG_MODELS, from_mmseg
@@ -342,7 +370,9 @@ def cmd_convert(args) -> int:
         else:
             model = from_hanet(args.checkpoint)
         ensure_writable_folder(out, "--out")
-        save(model, out)
+        with output_lock(out, "--out", "convert"):
+            check_saved_model_target(out, args.overwrite, "--out", inputs)
+            save(model, out)
         log.info("wrote %s: a saved model for contextseg.load, and --checkpoint of predict, explain and eval (eval with a CONFIG of its dataset)", out)
         return 0
     from safetensors.torch import save_file
@@ -351,8 +381,9 @@ def cmd_convert(args) -> int:
         raise ConfigError(f"--out {args.out!r}: a converted backbone is written as a .safetensors file")
     name, state = from_encoding_resnet(args.checkpoint)
     ensure_writable_folder(out.parent, "--out")
-    with atomic_write(out) as tmp:  # whole or not at all, never through a link
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    with output_lock(out, "--out", "convert"), atomic_write(out) as tmp:  # one writer; whole or not at all, never through a link
+        check_output(out, "--out", args.overwrite, inputs)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", "library": "contextseg"})
     log.info("wrote %s: train with model.backbone=%s model.pretrained_backbone=%s", out, name, out)
     return 0
 

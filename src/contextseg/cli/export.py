@@ -13,22 +13,6 @@ from ..engine.log import get_logger
 log = get_logger("cli")
 
 
-def _check_saved_model_target(out: Path, overwrite: bool) -> None:
-    """A saved model goes into a new or empty folder; ``--overwrite`` replaces a saved model's two
-    files and nothing else: a folder holding anything more (a run folder, a dataset) is refused."""
-    from ..engine.checkpoints.saved_model import CONFIG_NAME, WEIGHTS_NAME
-
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; a saved model is a folder (model.safetensors + config.json)")
-    present = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
-    foreign = [name for name in present if name not in (WEIGHTS_NAME, CONFIG_NAME)]
-    if foreign:
-        raise ValueError(f"--out {str(out)!r} holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                         "export a saved model into a new or empty folder")
-    if present and not overwrite:
-        raise ValueError(f"--out {str(out)!r} holds a saved model already; add --overwrite to replace it")
-
-
 MIN_OPSET = 18  # torch.onnx.export(dynamo=True) writes opset 18 and newer; older ones come out as 18 after a failed conversion
 
 
@@ -46,23 +30,25 @@ def _check_opset(opset: int) -> None:
 def run_export(args) -> int:
     from ..engine.checkpoints.checkpoint import ensure_writable_folder
     from ..engine.checkpoints.files import output_lock
-    from ..engine.checkpoints.saved_model import load_checkpoint_model, save_pretrained
+    from ..data.io import check_output
+    from ..engine.checkpoints.saved_model import check_saved_model_target, load_checkpoint_model, save_pretrained
 
     overwrite = getattr(args, "overwrite", False)
     out = Path(args.out)
     if args.format == "onnx":  # every option checked before the (slow) load and export
         _check_opset(args.opset)
+    inputs = [args.checkpoint]
     if args.format == "safetensors":  # every check before the (slow) load and the first write
-        _check_saved_model_target(out, overwrite)
+        check_saved_model_target(out, overwrite, "--out", inputs)
     elif out.is_dir():
         raise ValueError(f"--out {args.out!r} is a folder; give a file path such as model.onnx")
-    elif out.exists() and not overwrite:
-        raise ValueError(f"--out {args.out!r} exists; add --overwrite to replace it")
+    else:
+        check_output(out, "--out", overwrite, inputs)
     model, cfg, _ = load_checkpoint_model(args.checkpoint, torch.device("cpu"))
     if args.format == "safetensors":
         ensure_writable_folder(out, "--out")
         with output_lock(out, "--out", "export"):  # one writer; the target checked again under the lock
-            _check_saved_model_target(out, overwrite)
+            check_saved_model_target(out, overwrite, "--out", inputs)
             save_pretrained(model, out)
         log.info("wrote %s and %s (load with contextseg.from_pretrained)", out / "model.safetensors", out / "config.json")
         return 0
@@ -80,8 +66,7 @@ def run_export(args) -> int:
     except ImportError as exc:
         raise ValueError(f"ONNX export needs the onnx extra: pip install 'contextseg[onnx]' ({exc})") from None
     with output_lock(out, "--out", "export"):
-        if out.exists() and not overwrite:  # written by another run since the check above
-            raise ValueError(f"--out {args.out!r} exists; add --overwrite to replace it")
+        check_output(out, "--out", overwrite, inputs)  # written by another run since the check above?
         try:
             metadata = export_onnx(model, out, size, args.opset)
         except ImportError as exc:

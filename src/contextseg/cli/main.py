@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="dataset split (default: the config's val_split)")
     p.add_argument("--json", dest="json_path", help="also write the results as JSON to this path")
     p.add_argument("--plots", help="also write class_iou.png and confusion.png to this folder (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace --json and --plots files an earlier contextseg run wrote (never a file of someone else)")
     p.add_argument("--mmseg-compat", action="store_true", help="resize test images as mmsegmentation's test pipeline does (cv2 bilinear, no antialiasing), to compare with its model zoo")
     _add_inference_options(p)
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--checkpoint", required=True, help="a checkpoint or a saved-model folder of a context model")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace pictures an earlier explain wrote (never a file of someone else)")
     p.add_argument("--pixel", type=_pixel, action="append", help="x,y in the image (repeat; default: one pixel on each of the largest predicted classes)")
     p.add_argument("--max-pixels", type=_pixels_limit, help=MAX_PIXELS_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compilation happens in the untimed warm-up)")
     p.add_argument("--channels-last", choices=("auto", "true", "false"), default="auto", help="NHWC memory format for the model and its input (auto: on for the CPU, and on CUDA with bf16/fp16)")
     p.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace a --json file an earlier contextseg bench wrote (never a file of someone else)")
 
     p = sub.add_parser("demo", help="a page on this machine to try models on photos and see their context (pip install 'contextseg[demo]')")
     p.add_argument("--checkpoint", action="append", help="a checkpoint or saved-model folder (repeat for a model picker; default: runs/default_synthetic/best.pt)")

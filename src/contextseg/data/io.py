@@ -1,16 +1,23 @@
 """Writing files safely, for every layer: whole or not at all, never through a link, with the
-user's umask. (Reading untrusted images is :mod:`contextseg.data.base`'s.)"""
+user's umask; and the one rule for what may be written where (:func:`check_output`): a new file,
+or a file contextseg wrote itself (it carries a mark, :func:`written_by_contextseg`) when the user
+passed ``--overwrite``; never an input, never a file of someone else. (Reading untrusted images is
+:mod:`contextseg.data.base`'s.)"""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import stat
+import struct
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-__all__ = ["WriteFailed", "append_no_follow", "atomic_write", "write_atomic"]
+__all__ = ["WriteFailed", "OutputRefused", "append_no_follow", "atomic_write", "write_atomic", "check_output", "written_by_contextseg",
+           "AUTHOR_MARK", "YAML_MARK", "png_mark"]
 
 
 class WriteFailed(OSError):
@@ -122,3 +129,100 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return Path(path)
 
 
+
+
+# -- authorship: what contextseg may replace ------------------------------------------------------
+AUTHOR_MARK = "contextseg"  # the PNG text chunk key, the JSON "written_by" value's first word, the safetensors "library"
+LEGACY_PNG_MARKS = ("contextseg-predict",)  # what predict marked its PNGs with before every writer had one mark
+YAML_MARK = "# written by contextseg"  # the first line of every YAML contextseg writes
+_JSON_MARK = re.compile(rb'\A\s*\{\s*(?:"written_by"\s*:\s*"contextseg|"contextseg"\s*:)')  # eval/bench JSON; a saved model's config.json
+ONNX_MARK = b"contextseg_model"  # a metadata_props key of every ONNX file contextseg exports
+_ONNX_TAIL = 4 << 20  # metadata_props follow the graph: the mark lies in the file's last bytes
+
+
+class OutputRefused(ValueError):
+    """An output that would replace an input, a file contextseg did not write, something that is
+    not a file, or (without ``--overwrite``) a file of an earlier run; the message names it and
+    says what to do."""
+
+
+def png_mark(what: str):
+    """The ``PngInfo`` that marks a PNG as written by contextseg (``what``: which command, what it holds)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(AUTHOR_MARK, what)
+    return info
+
+
+def written_by_contextseg(path: str | Path) -> bool:
+    """Whether the regular file ``path`` carries contextseg's mark, read from at most a few MB of
+    it (never the whole of a large file): a PNG text chunk ``contextseg`` (or predict's older
+    ``contextseg-predict``), a YAML whose first line is ``# written by contextseg``, a JSON object
+    whose first key is ``"written_by": "contextseg ..."``, a safetensors file whose metadata says
+    ``"library": "contextseg"``, an ONNX file with contextseg's metadata. Anything unreadable is not."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
+            return False
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:  # the chunks before the pixels only
+                return img.format == "PNG" and any(k in (AUTHOR_MARK, *LEGACY_PNG_MARKS) for k in getattr(img, "text", {}))
+        with open(path, "rb") as f:
+            if suffix in (".yaml", ".yml"):
+                return f.readline(256).startswith(YAML_MARK.encode())
+            if suffix == ".json":
+                return bool(_JSON_MARK.match(f.read(4096)))
+            if suffix == ".safetensors":
+                head = f.read(8)
+                length = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+                if not 0 < length <= 16 << 20:
+                    return False
+                import json
+
+                header = json.loads(f.read(length))
+                return isinstance(header, dict) and isinstance(header.get("__metadata__"), dict) and header["__metadata__"].get("library") == AUTHOR_MARK
+            if suffix == ".onnx":
+                f.seek(max(0, os.fstat(f.fileno()).st_size - _ONNX_TAIL))
+                return ONNX_MARK in f.read(_ONNX_TAIL)
+    except (OSError, ValueError, SyntaxError, RecursionError):  # PIL's and json's errors on a file that is not what its name says
+        return False
+    return False
+
+
+def check_output(path: str | Path, option: str, overwrite: bool = False, inputs: Iterable[str | Path] = (), read: str = "an input of this command") -> Path:
+    """The rule for every file contextseg is about to write at ``path`` (given by ``option``, e.g.
+    ``--json``), checked before any slow work: an input of the command (``inputs``: the config it
+    read, the images it reads) is never replaced; a folder, a FIFO, a socket or a device is not a
+    file to write; an existing file is replaced only if contextseg wrote it
+    (:func:`written_by_contextseg`) and ``overwrite`` is set. Refusals are :class:`OutputRefused`."""
+    path = Path(path)
+    for source in inputs:
+        try:
+            same = os.path.samefile(source, path)
+        except OSError:  # either is missing
+            same = False
+        if same:
+            raise OutputRefused(f"{option} {str(path)!r} is {read} ({source}); contextseg never writes over what it reads: choose another {option}")
+    try:
+        mode = os.stat(path, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise OutputRefused(f"{option} {str(path)!r} cannot be checked ({exc.strerror or exc}); choose another {option}") from None
+    if stat.S_ISLNK(mode):
+        raise OutputRefused(f"{option} {str(path)!r} is a symbolic link; contextseg never writes through a link: choose another {option}")
+    if stat.S_ISDIR(mode):
+        raise OutputRefused(f"{option} {str(path)!r} is a folder; give the path of a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise OutputRefused(f"{option} {str(path)!r} exists and is {kind}, not a file contextseg wrote; choose another {option}")
+    if not written_by_contextseg(path):
+        raise OutputRefused(f"{option} {str(path)!r} exists and was not written by contextseg; it is never replaced, with --overwrite or without: "
+                            f"choose another {option} or move the file away")
+    if not overwrite:
+        raise OutputRefused(f"{option} {str(path)!r} exists already (written by contextseg); pass --overwrite to replace it or choose another {option}")
+    return path

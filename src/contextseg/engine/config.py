@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
+import json
 import math
 import os
 import re
@@ -38,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from ..data.io import YAML_MARK
 from ..data.text import is_printable
 from ..models.inference import MAX_SCALE
 from ..models.inference import check_scales as scale_rule
@@ -82,6 +84,25 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_DEPTH = 64  # nesting of any config, metadata or checkpoint entry (a real one is under 8 levels deep)
+
+
+def _compose_node(loader: "_Loader", parent, index):
+    """Compose one YAML node, refusing a document nested deeper than ``MAX_DEPTH`` before Python's
+    recursion limit is reached."""
+    loader._depth = getattr(loader, "_depth", 0) + 1
+    try:
+        if loader._depth > MAX_DEPTH:
+            mark = loader.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: the YAML is nested too deeply (deeper than {MAX_DEPTH} levels)")
+        return yaml.SafeLoader.compose_node(loader, parent, index)
+    finally:
+        loader._depth -= 1
+
+
+_Loader.compose_node = _compose_node
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     """A mapping whose keys are plain values, each written once: a duplicated key (YAML keeps the
     last one silently) is an error naming the key and both lines."""
@@ -104,42 +125,124 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 MAX_YAML_NODES = 100_000  # values in a config once aliases are expanded ("billion laughs" bound)
 
 
-def _expanded_size(value: Any, memo: dict[int, int], open_: set[int]) -> int:
-    """How many values ``value`` holds with every YAML alias expanded (shared objects counted at
-    each use), in time linear in the distinct objects; a recursive alias is an error."""
-    if not isinstance(value, (dict, list)):
-        return 1
-    key = id(value)
-    if key in memo:
-        return memo[key]
-    if key in open_:
-        raise ConfigError("a YAML alias refers to the mapping or list that contains it (a recursive structure)")
-    open_.add(key)
-    items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
-    total = 1
-    for _, item in items:
-        total += _expanded_size(item, memo, open_)
-        if total > MAX_YAML_NODES:
-            break
-    open_.discard(key)
-    memo[key] = total
-    return total
+def _expanded_shape(value: Any) -> tuple[int, int]:
+    """``(values, depth)`` of ``value`` with every YAML alias expanded (shared objects counted at each
+    use), in time linear in the distinct objects and without recursion; a recursive alias, more
+    than ``MAX_YAML_NODES`` values or more than ``MAX_DEPTH`` levels is a ConfigError."""
+    def children(item):
+        return list(item.values()) if isinstance(item, dict) else list(item)
+
+    memo: dict[int, tuple[int, int]] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, done = stack.pop()
+        if not isinstance(item, (dict, list)):
+            continue
+        key = id(item)
+        if done:
+            open_.discard(key)
+            kids = [memo[id(c)] if isinstance(c, (dict, list)) else (1, 0) for c in children(item)]
+            size, depth = 1 + sum(k[0] for k in kids), 1 + max((k[1] for k in kids), default=0)
+            if size > MAX_YAML_NODES:
+                raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values through its aliases; a config is far smaller")
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"the YAML is nested too deeply through its aliases (deeper than {MAX_DEPTH} levels)")
+            memo[key] = (size, depth)
+            continue
+        if key in memo:
+            continue
+        if key in open_:
+            raise ConfigError("a YAML alias refers to the mapping or list that contains it (a recursive structure)")
+        open_.add(key)
+        stack.append((item, True))
+        stack.extend((c, False) for c in children(item) if isinstance(c, (dict, list)) and id(c) not in memo)
+    return memo.get(id(value), (1, 0))
 
 
 def yaml_load(text: str):
     """Parse YAML text as a config value: floats as YAML 1.2 reads them, duplicate keys refused,
-    alias expansion bounded by ``MAX_YAML_NODES``, nesting bounded by Python's recursion limit.
+    alias expansion bounded by ``MAX_YAML_NODES``, nesting by ``MAX_DEPTH`` (aliases expanded).
     Errors are ``ConfigError`` (or ``yaml.YAMLError`` for text that is not YAML)."""
     try:
         value = yaml.load(text, Loader=_Loader)
-        size = _expanded_size(value, {}, set())
-    except RecursionError:
-        raise ConfigError("the YAML is nested too deeply") from None
+        _expanded_shape(value)
+    except RecursionError:  # not reached within MAX_DEPTH; kept as a last guard
+        raise ConfigError(f"the YAML is nested too deeply (deeper than {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # an integer of more than 4300 digits: Python refuses to convert it
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"a number in it is too long to be read ({' '.join(str(exc).split())[:120]})") from None
-    if size > MAX_YAML_NODES:
-        raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values through its aliases; a config is far smaller")
     return value
+
+
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_load(text: str | bytes) -> Any:
+    """Parse JSON (a saved model's config.json, the config stored in its weights, a log line) with
+    its nesting bounded by ``MAX_DEPTH``, checked on the text before Python parses it. Every
+    problem is a one-line ``ConfigError``: not JSON, nested too deeply, a number too long to read."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("it is not UTF-8 text") from None
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"its JSON is nested deeper than {MAX_DEPTH} levels (at character {token.start()})")
+        elif bracket in ("]", "}"):
+            depth -= 1
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"it is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(f"a number in its JSON is too long to be read ({' '.join(str(exc).split())[:120]})") from None
+    except RecursionError:  # not reached within MAX_DEPTH; kept as a last guard
+        raise ConfigError(f"its JSON is nested deeper than {MAX_DEPTH} levels") from None
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The key (of a mapping at the top) under which ``value`` (plain data: a checkpoint entry, a
+    config read from a file) nests mappings and lists more than ``limit`` levels deep, or None. It
+    runs without recursion and measures shared objects once (a pickle can share one list a million
+    times), so that the recursive checks that follow never meet Python's recursion limit; an object
+    that contains itself is infinitely deep."""
+    containers = (dict, list, tuple)
+
+    def children(item):
+        return list(item.values()) if isinstance(item, dict) else list(item)
+
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, done = stack.pop()
+        key = id(item)
+        if done:
+            open_.discard(key)
+            height[key] = 1 + max((height[id(c)] for c in children(item) if isinstance(c, containers)), default=0)
+            continue
+        if key in height:
+            continue
+        if key in open_ or len(open_) > limit:  # a cycle, or a path already deeper than the limit
+            height.update({k: limit + 1 for k in open_})
+            break
+        open_.add(key)
+        stack.append((item, True))
+        stack.extend((c, False) for c in children(item) if isinstance(c, containers) and id(c) not in height)
+    if isinstance(value, containers) and height.get(id(value), limit + 1) <= limit:
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, containers) and height.get(id(v), limit + 1) > limit - 1:
+                return str(k)
+    return "<top>"
 
 
 @dataclass
@@ -217,8 +320,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    files_read = ()  # the YAML files this config was read from (load_config sets it): never written over
+
     def dump(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The resolved config as YAML, marked as written by contextseg on its first line."""
+        return f"{YAML_MARK} (a resolved config)\n" + yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @property
     def work_dir(self) -> Path:
@@ -702,9 +808,10 @@ def default_config_path() -> Path:
     return Path(str(resources.files("contextseg") / "configs" / "default.yaml"))
 
 
-def read_yaml(path: str | Path) -> dict:
-    """A YAML config file as a dict, with its ``_base_`` files merged in (see the module docstring)."""
-    return _read_with_bases(Path(path), ())
+def read_yaml(path: str | Path, files: list[Path] | None = None) -> dict:
+    """A YAML config file as a dict, with its ``_base_`` files merged in (see the module docstring);
+    ``files``, when given, receives every file read (the config and its bases, resolved)."""
+    return _read_with_bases(Path(path), (), files if files is not None else [])
 
 
 def _read_one(path: Path) -> dict:
@@ -731,7 +838,7 @@ def _read_one(path: Path) -> dict:
 MAX_BASE_DEPTH = 32  # _base_ files inheriting from each other; mmsegmentation's deepest chain is 3
 
 
-def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
+def _read_with_bases(path: Path, chain: tuple[Path, ...], files: list[Path]) -> dict:
     try:
         resolved = path.resolve()
     except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
@@ -741,6 +848,7 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
     if resolved in chain:
         raise ConfigError("_base_ files name each other in a circle: " + " -> ".join(str(p) for p in (*chain, resolved)))
     raw = _read_one(path)
+    files.append(resolved)
     bases = raw.pop("_base_", None)
     if bases is None:
         return raw
@@ -750,7 +858,7 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
         raise ConfigError(f"{path}: _base_ must be a file name or a list of file names (none empty), got {bases!r}")
     merged: dict = {}
     for base in bases:
-        inherited = _read_with_bases(path.parent / base, (*chain, resolved))
+        inherited = _read_with_bases(path.parent / base, (*chain, resolved), files)
         inherited.pop("name", None)  # a config is named by itself, never by its base
         merged = merge_configs(merged, inherited)
     return merge_configs(merged, raw)
@@ -778,7 +886,10 @@ def merge_configs(base: dict, child: dict) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (the embedded default when ``path`` is None) and apply overrides."""
     path = Path(path) if path is not None else default_config_path()
-    raw = read_yaml(path)
+    files: list[Path] = []
+    raw = read_yaml(path, files)
     raw.setdefault("name", path.stem)
     raw = apply_overrides(raw, overrides or [])
-    return Config.from_dict(raw, source=str(path))
+    cfg = Config.from_dict(raw, source=str(path))
+    cfg.files_read = tuple(files)  # the config and its _base_ files: what a run must never write over
+    return cfg

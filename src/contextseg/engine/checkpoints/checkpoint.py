@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import MAX_DEPTH, too_deep
 from .files import atomic_write, check_safetensors_file, ensure_writable_folder, read_torch_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "model_state", "find_resume", "nonfinite_tensors", "remove_stale_temporaries", "ensure_writable_folder"]
@@ -66,6 +67,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ckpt = read_torch_file(path, "checkpoint", map_location=map_location)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{str(path)!r} is not a contextseg checkpoint: it holds a {type(ckpt).__name__}, not a dict with model weights")
+    deep = too_deep(ckpt)  # before any code walks it recursively (a checkpoint is under 10 levels deep)
+    if deep is not None:
+        raise ValueError(f"{str(path)!r} is not a contextseg checkpoint: its {deep!r} entry is nested deeper than {MAX_DEPTH} levels")
     return ckpt
 
 

@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -24,13 +24,14 @@ from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...models import Segmentor, create_model
 from ...models.inference import INFERENCE_SETTINGS
 from .checkpoint import load_checkpoint, nonfinite_tensors
+from ...data.io import OutputRefused, check_output
 from .files import atomic_write, check_safetensors_file, write_atomic
-from ..config import Config, ConfigError, apply_overrides, check_eval_settings, check_model_options, check_size, path_component_problem, read_yaml, version_differences, without_unknown_keys
+from ..config import Config, ConfigError, apply_overrides, json_load, check_eval_settings, check_model_options, check_size, path_component_problem, read_yaml, version_differences, without_unknown_keys
 from ..log import get_logger
 
 log = get_logger("saved_model")
 
-__all__ = ["load", "save_pretrained", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
+__all__ = ["load", "save_pretrained", "check_saved_model_target", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -124,6 +125,25 @@ def _saved_model_with_config(folder: Path, device, config: str | None, overrides
     return model, cfg, ckpt
 
 
+def check_saved_model_target(directory: str | os.PathLike, overwrite: bool, option: str = "--out", inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Where a command writes a saved model: a new or empty folder, or (with ``overwrite``) a saved
+    model contextseg wrote, its two files and nothing else; a folder holding other files (a run, a
+    dataset) or a ``config.json``/``model.safetensors`` contextseg did not write is refused, and so is
+    an input of the command. Refusals are :class:`~contextseg.data.io.OutputRefused`."""
+    directory = Path(directory)
+    if os.path.lexists(directory) and (directory.is_symlink() or not directory.is_dir()):
+        raise OutputRefused(f"{option} {str(directory)!r} is a file, not a folder; a saved model is a folder ({WEIGHTS_NAME} + {CONFIG_NAME})")
+    present = sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) if directory.is_dir() else []
+    others = [name for name in present if name not in (WEIGHTS_NAME, CONFIG_NAME)]
+    if others:
+        raise OutputRefused(f"{option} {str(directory)!r} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                            "write a saved model into a new or empty folder")
+    for name in present:  # a file contextseg did not write (a config.json of another tool): never replaced
+        check_output(directory / name, option, True, inputs)
+    if present and not overwrite:
+        raise OutputRefused(f"{option} {str(directory)!r} holds a saved model contextseg wrote; add --overwrite to replace it")
+
+
 def save_pretrained(model: Segmentor, directory: str | os.PathLike) -> Path:
     """Write ``model.safetensors`` and ``config.json`` to ``directory`` (created if needed)."""
     from safetensors.torch import save_file
@@ -131,6 +151,8 @@ def save_pretrained(model: Segmentor, directory: str | os.PathLike) -> Path:
     if "model" not in model.meta:
         raise ValueError("save_pretrained needs a model built by contextseg.create_model or loaded by contextseg.load (it records how to rebuild it)")
     directory = Path(directory)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):  # a saved model's own files are replaced, never a file of someone else
+        check_output(directory / name, "save_pretrained's directory", overwrite=True)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = {"contextseg": _version(), **{k: v for k, v in model.meta.items() if k != SAVE_ID}, SAVE_ID: secrets.token_hex(8)}
@@ -160,9 +182,9 @@ def _config_for_weights(config_path: Path, weights_path: Path) -> dict:
     if embedded is None:
         return meta
     try:
-        own = json.loads(embedded)
-    except json.JSONDecodeError:
-        raise ValueError(f"cannot read {str(weights_path)!r}: its stored config is not valid JSON") from None
+        own = json_load(embedded)  # nesting bounded: the metadata is the file's, not ours
+    except ConfigError as exc:
+        raise ValueError(f"cannot read {str(weights_path)!r}: its stored config: {exc}") from None
     if isinstance(meta, dict) and isinstance(own, dict) and meta.get(SAVE_ID) == own.get(SAVE_ID):
         return meta
     log.warning("%s does not belong to %s (it comes from another save, or a save was interrupted between the two files); "
@@ -172,11 +194,9 @@ def _config_for_weights(config_path: Path, weights_path: Path) -> dict:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"{str(path)!r} is nested too deeply to be a saved model's config") from None
+        return json_load(path.read_bytes())  # nesting bounded by MAX_DEPTH before Python parses it
+    except ConfigError as exc:
+        raise ValueError(f"{str(path)!r} cannot be a saved model's config: {exc}") from None
 
 
 def from_pretrained(source: str | os.PathLike, device: str | torch.device = "cpu", revision: str | None = None) -> Segmentor:

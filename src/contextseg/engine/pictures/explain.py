@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.base import as_rgb_array
-from ...data.io import atomic_write
+from ...data.io import AUTHOR_MARK, atomic_write, check_output
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 from ...heads.base import ContextMap
 from ...models import Segmentor
@@ -169,8 +169,9 @@ def render(explanation: dict[str, Any], out_dir: str | Path, stem: str) -> list[
             fig.text(0.5, 0.0, textwrap.fill(caption, 120), ha="center", va="top", fontsize=8)
         path = out_dir / f"{stem}_{group}.png"
         try:
+            check_output(path, "the picture's path", overwrite=True)  # new, or contextseg's own: never a file of someone else
             with atomic_write(path) as tmp:  # whole or not at all, never through a link
-                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
+                fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png", metadata={AUTHOR_MARK: "a picture written by contextseg explain"})
         finally:
             plt.close(fig)
         written.append(path)

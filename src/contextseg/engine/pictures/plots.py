@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...data.io import atomic_write
+from ...data.io import AUTHOR_MARK, atomic_write, check_output
 
 __all__ = ["pyplot", "plot_class_iou", "plot_confusion", "class_iou_figure", "confusion_figure", "add_legend"]
 
@@ -79,10 +79,13 @@ def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str],
 
 
 def _save(fig, path: str | Path) -> Path:
+    """``fig`` as a PNG marked as contextseg's at ``path``, which may be new or contextseg's own,
+    never a file of someone else (:func:`~contextseg.data.io.check_output`)."""
     path = Path(path)
     try:
+        check_output(path, "the plot's path", overwrite=True)
         with atomic_write(path) as tmp:  # whole or not at all, never through a link
-            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png", metadata={AUTHOR_MARK: "a plot written by contextseg"})
     finally:
         pyplot().close(fig)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -26,7 +27,9 @@ from ..builders import (
     size_warnings,
     train_transform,
 )
-from ..checkpoints.files import WorkDirLock, append_no_follow, write_atomic
+from ...data.io import OutputRefused, written_by_contextseg
+from ...data.text import printable
+from ..checkpoints.files import WorkDirLock, append_no_follow, check_torch_file, write_atomic
 from ..checkpoints.saved_model import load_weights_checked
 from ..checkpoints.checkpoint import (
     ensure_writable_folder,
@@ -147,6 +150,7 @@ class Trainer:
             remove_stale_temporaries(self.work_dir)  # a kill while saving leaves .last.pt.*.tmp files
         try:
             resume = find_resume(self.work_dir, tc.resume)
+            _check_run_files(self.work_dir, getattr(cfg, "files_read", ()), fresh=resume is None and overwrite)
             if resume is None and not overwrite:
                 _refuse_to_overwrite(self.work_dir)
             if resume is not None:
@@ -224,17 +228,34 @@ class Trainer:
             except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, IndexError) as exc:
                 raise ConfigError(f"cannot resume from {path}: its {part} is damaged ({' '.join(str(exc).split())[:200]})") from None
 
+        def typed(part: str, saved, fresh) -> None:
+            """The saved state of ``part`` has the keys' types (and lists' lengths) of a fresh one, so
+            that a damaged value is refused here, not met as a traceback at some later step."""
+            problem = state_type_problem(saved, fresh)
+            if problem is not None:
+                raise ConfigError(f"cannot resume from {path}: its {part} is damaged ({problem})")
+
         if self.ema is not None:
             restore("ema", lambda: self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"])))
+        typed("optimizer state", ckpt["optimizer"], self.optimizer.state_dict())
         restore("optimizer state", lambda: self.optimizer.load_state_dict(ckpt["optimizer"]))
+        _check_optimizer_moments(self.optimizer, path)
+        typed("scheduler state", ckpt["scheduler"], self.scheduler.state_dict())
         restore("scheduler state", lambda: self.scheduler.load_state_dict(ckpt["scheduler"]))
         if ckpt.get("scaler"):
+            typed("gradient scaler state", ckpt["scaler"], self.scaler.state_dict())
             restore("gradient scaler state", lambda: self.scaler.load_state_dict(ckpt["scaler"]))
-        self.iteration = restore("iteration", lambda: int(ckpt["iteration"]))
-        if not 0 <= self.iteration:
-            raise ConfigError(f"cannot resume from {path}: its iteration is {self.iteration}")
-        self._pending_eval = bool(ckpt.get("pending_eval", False))
-        self.best_miou = restore("best mIoU", lambda: float(ckpt.get("best_miou", -1.0)))
+        iteration = ckpt["iteration"]
+        if isinstance(iteration, torch.Tensor) and iteration.numel() == 1 and not iteration.is_floating_point():
+            iteration = iteration.item()
+        if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= MAX_ITERATIONS:
+            raise ConfigError(f"cannot resume from {path}: its iteration is damaged ({printable(repr(iteration))[:80]}: expected a whole number in [0, {MAX_ITERATIONS}])")
+        self.iteration = iteration
+        pending = ckpt.get("pending_eval", False)
+        if not isinstance(pending, bool):
+            raise ConfigError(f"cannot resume from {path}: its pending_eval is damaged ({type(pending).__name__}, expected true or false)")
+        self._pending_eval = pending
+        self.best_miou = _best_miou(ckpt.get("best_miou", -1.0), path)
         self.last_results = ckpt.get("metrics")
         states = ckpt.get("rng")
         states = [states] if isinstance(states, dict) else states  # checkpoints before per-rank states
@@ -540,6 +561,117 @@ def _lap(clock: dict[str, float], phase: str, since: float) -> float:
     now = time.perf_counter()
     clock[phase] = clock.get(phase, 0.0) + now - since
     return now
+
+
+MAX_ITERATIONS = 10**12  # train.max_iters' own bound
+
+
+def state_type_problem(saved, fresh, where: str = "") -> str | None:
+    """Where ``saved`` (a state dict read from a file) differs in type from ``fresh`` (the same
+    object's state now): a mapping that is not one, a number that is text, a list of another length.
+    Keys only the file has are left to the loader; a fresh ``None`` accepts anything."""
+    name = where or "the state"
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return f"{name} is a {type(saved).__name__}, expected a mapping"
+        for key, value in fresh.items():
+            if key in saved:
+                problem = state_type_problem(saved[key], value, f"{where}.{key}" if where else str(key))
+                if problem is not None:
+                    return problem
+        return None
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(fresh):
+            return f"{name} is {type(saved).__name__ if not isinstance(saved, (list, tuple)) else f'a list of {len(saved)}'}, expected a list of {len(fresh)}"
+        for i, (a, b) in enumerate(zip(saved, fresh)):
+            problem = state_type_problem(a, b, f"{name}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(fresh, bool):
+        ok = isinstance(saved, bool)
+    elif isinstance(fresh, (int, float)):
+        ok = isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    elif isinstance(fresh, str):
+        ok = isinstance(saved, str)
+    elif isinstance(fresh, torch.Tensor):
+        ok = isinstance(saved, torch.Tensor) and saved.dtype == fresh.dtype and (fresh.ndim > 0 or saved.numel() == 1)
+    else:
+        ok = True
+    return None if ok else f"{name} is {printable(repr(saved))[:60]}, expected a {type(fresh).__name__}"
+
+
+def _check_optimizer_moments(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Each loaded per-parameter state tensor (momentum, Adam's moments) has its parameter's shape
+    (or is a scalar, as ``step``): a mismatch would surface as a traceback at the next step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != param.shape:
+                    raise ConfigError(f"cannot resume from {path}: its optimizer state is damaged ({key} of shape {tuple(value.shape)} "
+                                      f"for a parameter of shape {tuple(param.shape)})")
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise ConfigError(f"cannot resume from {path}: its optimizer state is damaged (non-finite values in {key})")
+
+
+def _best_miou(value, path: Path) -> float:
+    """The saved best mIoU, or -1 (unknown: the next evaluation becomes best.pt) where it is not a
+    finite number in [0, 100] or -1: a NaN would never be beaten, and best.pt never written again."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (0 <= value <= 100 or value == -1):
+        return float(value)
+    if is_main_process():
+        log.warning("%s: its best mIoU (%s) is not a number in [0, 100]; treating it as unknown (the next evaluation writes best.pt)",
+                    path, printable(repr(value))[:60])
+    return -1.0
+
+
+RUN_FILES = ("config.yaml", "log.jsonl", "last.pt", "best.pt")  # what a run writes in its work dir
+
+
+def _check_run_files(work_dir: Path, files_read: tuple[Path, ...], fresh: bool) -> None:
+    """The work dir's files that a run writes must be a run's: the config this run reads (or one of
+    its ``_base_`` files) named ``config.yaml`` there is never replaced, nor a file contextseg did not
+    write (a ``config.yaml`` without its mark and without a checkpoint beside it, a ``log.jsonl``
+    that is not a training log), nor something that is not a file. ``fresh`` (``--overwrite``
+    without resuming): existing ``last.pt``/``best.pt`` must be contextseg checkpoints too."""
+    for name in RUN_FILES:
+        path = work_dir / name
+        for source in files_read:
+            try:
+                same = os.path.samefile(source, path)
+            except OSError:
+                same = False
+            if same:
+                raise OutputRefused(f"train.work_dir {str(work_dir)!r} holds the config this run reads ({source}) as {name}, which the run writes; "
+                                    "choose another train.work_dir (a config is never written over)")
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise OutputRefused(f"{path} exists and is not a regular file (a link, folder, FIFO or device), where the run writes its {name}; "
+                                "move it away or choose another train.work_dir")
+        if name == "config.yaml":
+            ours = written_by_contextseg(path) or any((work_dir / c).is_file() for c in ("last.pt", "best.pt"))  # earlier versions wrote it unmarked beside their checkpoints
+        elif name == "log.jsonl":
+            with open(path, "rb") as f:
+                first = f.readline(256)
+            ours = not first.strip() or first.startswith(b'{"time": ')  # every record the trainer logs starts so
+        else:
+            ours = not fresh or _is_training_checkpoint(path)
+        if not ours:
+            raise OutputRefused(f"{path} exists and was not written by contextseg, where the run writes its {name}; it is never replaced "
+                                "(--overwrite included): move it away or choose another train.work_dir")
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint contextseg's trainer wrote (read memory-mapped: no tensor is copied)."""
+    try:
+        check_torch_file(path)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch file, a legacy pickle (no mmap), objects safe loading refuses
+        return False
+    return isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and "iteration" in ckpt
 
 
 def _refuse_to_overwrite(work_dir: Path) -> None:
