@@ -1107,3 +1107,17 @@ def test_metadata_nested_deeply_is_one_line(world, saved, tmp_path):
     run_family(["predict", world["photos"], "--checkpoint", folder, "--out", tmp_path / "out"], 2, ["stored config", "nested deeper than 64"], [folder])
     folder = _saved_variant(saved, tmp_path / "deep_config", raw_json=deep)
     run_family(["predict", world["photos"], "--checkpoint", folder, "--out", tmp_path / "out"], 2, ["config.json", "nested deeper than 64"], [folder])
+
+
+def test_a_fifo_is_no_missing_file_and_a_dash_name_gets_a_hint(world, tmp_path):
+    import os
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    for args in (["eval", "--checkpoint", fifo], ["train", world["config"], f"train.resume={fifo}", f"train.work_dir={tmp_path / 'run'}"],
+                 ["predict", fifo, "--checkpoint", world["ckpt"], "--out", tmp_path / "out"]):
+        code, text = run_main(args)
+        check(code, text, 2, "FIFO")
+        assert "does not exist" not in text
+    code, text = run_main(["predict", "-x.png", "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
+    check(code, text, 2, "-x.png", "put it after --")

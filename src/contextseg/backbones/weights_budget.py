@@ -180,6 +180,14 @@ def _check_legacy_pickle(path: Path, what: str, file_size: int, limit: int, erro
                     f"(set {MAX_LOAD_BYTES_ENV} to a larger number of bytes to read it)")
 
 
+def _not_a_file(path: Path, what: str) -> None:
+    """The error for a ``path`` that is no regular file, saying what it is (a FIFO is no missing file)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    kind = "a folder" if path.is_dir() else "a FIFO (named pipe)" if path.is_fifo() else "a socket" if path.is_socket() else "a device" if path.is_char_device() or path.is_block_device() else "not a regular file"
+    raise ValueError(f"{what} {str(path)!r} is {kind}, not a file")
+
+
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on its JSON header
 
 
@@ -189,7 +197,7 @@ def check_safetensors_file(path: str | Path, what: str = "weights file", error: 
     (default :func:`max_load_bytes`): a forged length (2^60) is refused without being allocated."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        _not_a_file(path, what)
     file_size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -214,7 +222,7 @@ def check_torch_file(path: str | Path, what: str = "checkpoint", error: type[Exc
     A missing file is ``FileNotFoundError``, anything else refused ``error``, naming ``what`` and the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        _not_a_file(path, what)
     file_size = path.stat().st_size
     if file_size == 0:
         raise error(f"cannot read {what} {str(path)!r}: the file is empty")

@@ -139,8 +139,10 @@ def _collect_images(inputs: list[str]) -> list[tuple[Path, Path]]:
         elif path.is_file():
             files.append(path)
             roots.append(path.resolve().parent)
+        elif path.exists():
+            raise ValueError(f"input {item!r} is neither an image file nor a folder (a FIFO, socket or device)")
         else:
-            raise FileNotFoundError(f"input {item!r} is neither an image file nor a folder")
+            raise FileNotFoundError(f"input {item!r} does not exist")
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {inputs}")
     base = Path(os.path.commonpath(roots))

@@ -216,9 +216,24 @@ def _join_negative_pixels(argv: list[str]) -> list[str]:
     return out
 
 
+_FILE_SUFFIX = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|ya?ml|json|pt|pth|safetensors|onnx|txt)$", re.IGNORECASE)
+
+
+def _file_names_read_as_options(argv: list[str]) -> list[str]:
+    """Arguments before ``--`` that begin with one '-' but name a file (one on disk, or a name with a
+    file extension, as ``-x.png``): argparse would report them as unknown options or as a missing input."""
+    before = argv[: argv.index("--")] if "--" in argv else argv
+    return [t for t in before if t.startswith("-") and not t.startswith("--") and len(t) > 2 and "=" not in t
+            and (_FILE_SUFFIX.search(t) or os.path.lexists(t))]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = _join_negative_pixels(list(sys.argv[1:] if argv is None else argv))
+    dashed = _file_names_read_as_options(argv)
+    if dashed:
+        parser.error(f"{dashed[0]!r} looks like a file name, but it begins with '-', so it is read as an option: put it after -- "
+                     f"(contextseg COMMAND [OPTIONS] -- {dashed[0]}) or write it as ./{dashed[0]}")
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may follow options (contextseg eval CONFIG --checkpoint X data.root=...)
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):

@@ -116,5 +116,7 @@ def find_resume(work_dir: Path, resume: str | bool | None) -> Path | None:
     if path.is_dir():
         raise ValueError(f"train.resume={str(path)!r} is a folder (a saved model or a run folder?); give the last.pt a training wrote")
     if not path.is_file():
+        if path.exists():
+            raise ValueError(f"train.resume: {str(path)!r} is not a regular file (a FIFO, socket or device); give the last.pt a training wrote")
         raise FileNotFoundError(f"train.resume: checkpoint {str(path)!r} does not exist")
     return path
