@@ -255,6 +255,7 @@ def test_sixteen_bit_grayscale_is_read_as_its_eight_bit_image(world, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out_in16" / "g.png")), np.asarray(Image.open(tmp_path / "out_in8" / "g.png")))
 
 
+@pytest.mark.slow  # a training on a dataset of large images (~18 s on two cores): the slow tier
 def test_a_crop_larger_than_every_image_is_said_once(world, tmp_path):
     code, out = cli("train", world["config"], "data.crop_size=[512, 512]", "train.max_iters=2", f"train.work_dir={tmp_path / 'run'}")
     check(code, out, 0, "larger than every training image")
@@ -953,6 +954,7 @@ def test_outputs_are_never_written_through_a_link(world, tmp_path):
     assert digest([victim]) == before
 
 
+@pytest.mark.slow  # predict and a refused resume (~20 s on two cores): the slow tier
 def test_a_checkpoint_of_another_version_predicts_with_a_warning_and_is_not_resumed(world, tmp_path):
     ckpt = torch.load(world["ckpt"], weights_only=False)
     ckpt["config"]["train"]["future_option"] = 3  # a key a later version added
@@ -1121,3 +1123,18 @@ def test_a_fifo_is_no_missing_file_and_a_dash_name_gets_a_hint(world, tmp_path):
         assert "does not exist" not in text
     code, text = run_main(["predict", "-x.png", "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
     check(code, text, 2, "-x.png", "put it after --")
+
+
+def test_predict_names_apart_two_images_whose_outputs_share_a_name(world, tmp_path):
+    """frame.png and frame.jpg (and an image named like another's overlay) used to be refused or to
+    share one output: each gets its own files, and a line says how they were named."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    for name in ("street.png", "street.jpg", "x.png", "x_overlay.png"):
+        Image.fromarray(rgb).save(photos / name)
+    code, text = run_main(["predict", photos, "--checkpoint", world["ckpt"], "--out", tmp_path / "out"])
+    check(code, text, 0, "named apart", "street_jpg.png")
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert len(written) == 8 and len(set(written)) == 8, written
+    assert {"street_png.png", "street_png_overlay.png", "street_jpg.png", "street_jpg_overlay.png"} <= set(written), written

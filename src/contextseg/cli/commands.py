@@ -155,10 +155,12 @@ def _collect_images(inputs: list[str]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[str], overwrite: bool, overlays: bool = True) -> list[tuple[Path, Path, Path | None]]:
+def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[str], overwrite: bool, overlays: bool = True,
+                        announce: bool = False) -> list[tuple[Path, Path, Path | None]]:
     """``(image, label PNG, overlay PNG or None)`` per image, refusing anything that could lose data:
-    an output folder inside an input folder, an output that is an input, two images that would
-    write the same file, or existing files without ``overwrite``."""
+    an output folder inside an input folder, an output that is an input, or existing files without
+    ``overwrite`` (never a file contextseg did not write). Two images whose outputs would share a
+    name are named apart (the extension, then a number), with a line when ``announce``."""
     out_resolved = out.resolve()
     for item in inputs:
         folder = Path(item).resolve()
@@ -166,15 +168,25 @@ def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[
             raise ConfigError(f"--out {str(out)!r} lies inside the input folder {item!r}: predictions would mix with (or overwrite) the inputs; choose a folder outside them")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
-    targets, written = [], {}
-    for image, rel in pairs:
-        label = out / rel.parent / f"{rel.stem}.png"
-        overlay = out / rel.parent / f"{rel.stem}_overlay.png" if overlays else None
+    targets, written, renamed = [], {}, []
+    stems = Counter((rel.parent, rel.stem) for _, rel in pairs)
+    for image, rel in pairs:  # two outputs never share a name: frame.png and frame.jpg keep their extension, then a number
+        base = rel.stem if stems[(rel.parent, rel.stem)] == 1 else f"{rel.stem}_{rel.suffix.lstrip('.').lower()}"
+        stem, n = base, 2
+        while True:
+            label = out / rel.parent / f"{stem}.png"
+            overlay = out / rel.parent / f"{stem}_overlay.png" if overlays else None
+            if not any(t.resolve() in written for t in (label, overlay) if t is not None):
+                break
+            stem, n = f"{base}-{n}", n + 1
         for target in (label, overlay) if overlay is not None else (label,):
-            if target.resolve() in written:
-                raise ConfigError(f"{image} and {written[target.resolve()]} would both write {target}; rename one of them or predict them separately")
             written[target.resolve()] = image
+        if stem != rel.stem:
+            renamed.append(f"{image} as {label.name}")
         targets.append((image, label, overlay))
+    if renamed and announce:
+        log.info("%d input image(s) share their output name with another image, so their predictions are named apart: %s",
+                 len(renamed), "; ".join(renamed[:5]) + ("; ..." if len(renamed) > 5 else ""))
     inputs_resolved = {image.resolve() for image, _ in pairs}
     clash = [t for t in written if t in inputs_resolved]
     if clash:
@@ -228,7 +240,7 @@ def cmd_predict(args) -> int:
         _require_cityscapes_classes(model, args.checkpoint)
     ensure_writable_folder(out, "--out")  # after every check: a refused model leaves no empty folder behind
     with output_lock(out, "--out", "predict"):  # one writer per folder; its targets checked again under the lock
-        targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays)
+        targets = _prediction_targets(_collect_images(args.inputs), out, args.inputs, args.overwrite, overlays, announce=True)
         return _predict_into(args, model, device, out, targets)
 
 

@@ -212,6 +212,9 @@ def check_output(path: str | Path, option: str, overwrite: bool = False, inputs:
     except FileNotFoundError:
         return path
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR:  # a file where a folder of the path should be
+            folder = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+            raise OutputRefused(f"{option} {str(path)!r}: {folder} is a file, not a folder; choose another {option}") from None
         raise OutputRefused(f"{option} {str(path)!r} cannot be checked ({exc.strerror or exc}); choose another {option}") from None
     if stat.S_ISLNK(mode):
         raise OutputRefused(f"{option} {str(path)!r} is a symbolic link; contextseg never writes through a link: choose another {option}")

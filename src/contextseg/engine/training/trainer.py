@@ -656,7 +656,7 @@ def _check_run_files(work_dir: Path, files_read: tuple[Path, ...], fresh: bool) 
         elif name == "log.jsonl":
             with open(path, "rb") as f:
                 first = f.readline(256)
-            ours = not first.strip() or first.startswith(b'{"time": ')  # every record the trainer logs starts so
+            ours = not first.strip() or first.startswith(b'{"')  # a JSON record, as every line the trainer logs
         else:
             ours = not fresh or _is_training_checkpoint(path)
         if not ours:
