@@ -28,10 +28,10 @@ def test_the_readme_states_the_default_with_its_spread():
     assert 0 < std < 5 and 30 < mean < 90
 
 
-def quickstart_explain_commands() -> list[list[str]]:
-    """The ``contextseg ...`` commands of the README's Quick start block that draws the default's context."""
-    match = re.search(r"<!-- test:quickstart-explain -->\s*```bash\n(.*?)```", README.read_text(), re.S)
-    assert match, "README has no bash block after <!-- test:quickstart-explain -->"
+def quickstart_commands(text: str | None = None) -> list[list[str]]:
+    """The ``contextseg ...`` commands of the Quick start block (install to picture) of the README."""
+    match = re.search(r"<!-- test:quickstart -->\s*```bash\n(.*?)```", text if text is not None else README.read_text(), re.S)
+    assert match, "README has no bash block after <!-- test:quickstart -->"
     parts = [part.strip() for line in match.group(1).splitlines() for part in line.split("&&")]
     return [shlex.split(part)[1:] for part in parts if part.startswith("contextseg ")]
 
@@ -53,10 +53,17 @@ def test_the_embedded_default_is_a_context_model_explain_can_draw():
     assert cs.explain(model, scene)["maps"]
 
 
-def test_the_quickstart_block_runs_the_default_checkpoint():
-    commands = quickstart_explain_commands()
-    assert [c[0] for c in commands] == ["data", "explain"]
-    assert "runs/default_synthetic/best.pt" in commands[1]
+def test_the_quickstart_block_goes_from_install_to_picture():
+    """One block to paste: it installs, trains, and explains what it trained (the run folder); the
+    guide's copy is the same block."""
+    text = README.read_text()
+    block = re.search(r"<!-- test:quickstart -->\s*```bash\n(.*?)```", text, re.S).group(1)
+    assert block.splitlines()[0].startswith("pip install")
+    commands = quickstart_commands(text)
+    assert [c[0] for c in commands] == ["train", "data", "explain"]
+    assert commands[0] == ["train"] and commands[2][commands[2].index("--checkpoint") + 1] == "runs/default_synthetic"
+    guide = (README.parent / "docs" / "get-started.md").read_text()
+    assert re.search(r"<!-- test:quickstart -->\s*```bash\n(.*?)```", guide, re.S).group(1) == block
 
 
 @pytest.mark.slow  # the default's 650 iterations: about 110 s on two cores
@@ -68,7 +75,7 @@ def test_the_default_trains_to_the_readme_number_and_shows_its_context(tmp_path,
     miou = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"val"' in line][-1]["mIoU"] * 100
     assert abs(miou - mean) <= 3 * std, f"the default reached {miou:.2f} mIoU; the README states {mean} ± {std}: re-measure and update it"
 
-    for command in quickstart_explain_commands():
+    for command in quickstart_commands()[1:]:  # trained above with its seed
         assert main(command) == 0, command
     pictures = sorted((tmp_path / "explain").glob("*.png"))
     assert pictures, "the Quick start's explain drew nothing for the default"

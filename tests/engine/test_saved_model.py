@@ -159,3 +159,24 @@ def test_a_saved_model_named_by_dots_is_evaluated_under_its_folders_name(tmp_pat
     monkeypatch.chdir(tmp_path / "saved" / ("inner" if folder == ".." else ""))
     _, cfg, _ = load_checkpoint_model(folder)
     assert cfg.name == "saved"
+
+
+def test_a_run_folder_stands_for_its_best_else_its_last_checkpoint(tmp_path):
+    """--checkpoint RUN_FOLDER (explain, eval, predict, the demo, cs.load): its best.pt, else its
+    last.pt (a run stopped before its first evaluation); a saved-model folder stays itself."""
+    from contextseg.engine.checkpoints.saved_model import run_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("# written by contextseg\n")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint yet"):
+        run_checkpoint(run)
+    (run / "last.pt").write_bytes(b"")
+    assert run_checkpoint(run) == run / "last.pt"
+    (run / "best.pt").write_bytes(b"")
+    assert run_checkpoint(run) == run / "best.pt"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "config.json").write_text("{}")
+    (saved / "last.pt").write_bytes(b"")
+    assert run_checkpoint(saved) == saved and run_checkpoint(run / "last.pt") == run / "last.pt"

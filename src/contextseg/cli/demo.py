@@ -28,9 +28,9 @@ import numpy as np
 from ..data.text import printable
 from ..engine.log import get_logger
 
-DEFAULT_CHECKPOINT = Path("runs") / "default_synthetic" / "best.pt"
-NO_MODEL = (f"no --checkpoint given and {DEFAULT_CHECKPOINT} does not exist: train the default first (`contextseg train`, "
-            "a few minutes on a CPU) or pass --checkpoint PATH_OR_SAVED_FOLDER")
+DEFAULT_RUN = Path("runs") / "default_synthetic"  # the default training's work dir: its best.pt, else its last.pt
+NO_MODEL = (f"no --checkpoint given and {DEFAULT_RUN} holds no checkpoint: train the default first (`contextseg train`, "
+            "a few minutes on a CPU) or pass --checkpoint (a checkpoint, a run folder or a saved-model folder)")
 
 
 def _labels_for(paths: list[Path]) -> list[str]:
@@ -236,9 +236,9 @@ def local_theme():
 def cmd_demo(args) -> int:
     checkpoints = [Path(p) for p in args.checkpoint] if args.checkpoint else []
     if not checkpoints:
-        if not DEFAULT_CHECKPOINT.is_file():
+        if not any((DEFAULT_RUN / name).is_file() for name in ("best.pt", "last.pt")):
             raise FileNotFoundError(NO_MODEL)
-        checkpoints = [DEFAULT_CHECKPOINT]
+        checkpoints = [DEFAULT_RUN]
     for path in checkpoints:
         if not path.exists():
             raise FileNotFoundError(f"--checkpoint {str(path)!r} does not exist")

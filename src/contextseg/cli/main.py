@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-class IoU/Acc, mIoU/mAcc/aAcc")
     p.add_argument("config", nargs="?", help="optional YAML whose data/evaluate sections replace the checkpoint's")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.root=/data/ade")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by contextseg train")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by contextseg train, a run folder (its best.pt, else last.pt) or a saved-model folder")
     p.add_argument("--split", help="dataset split (default: the config's val_split)")
     p.add_argument("--json", dest="json_path", help="also write the results as JSON to this path")
     p.add_argument("--plots", help="also write class_iou.png and confusion.png to this folder (needs matplotlib)")
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="pictures of what each context module looks at")
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint or a saved-model folder of a context model")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint, a run folder (its best.pt, else last.pt) or a saved-model folder of a context model")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace pictures an earlier explain wrote (never a file of someone else)")
     p.add_argument("--pixel", type=_pixel, action="append", help="x,y in the image (repeat; default: one pixel on each of the largest predicted classes)")
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a --json file an earlier contextseg bench wrote (never a file of someone else)")
 
     p = sub.add_parser("demo", help="a page on this machine to try models on photos and see their context (pip install 'contextseg[demo]')")
-    p.add_argument("--checkpoint", action="append", help="a checkpoint or saved-model folder (repeat for a model picker; default: runs/default_synthetic/best.pt)")
+    p.add_argument("--checkpoint", action="append", help="a checkpoint, a run folder (its best.pt, else last.pt) or a saved-model folder (repeat for a model picker; default: runs/default_synthetic)")
     p.add_argument("--host", default="127.0.0.1", help="the address to bind (default: this machine only)")
     p.add_argument("--port", type=_count(1, 65535), help="the port (default: 7860 or the next free one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -269,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # the trainer has already said where it stopped, when it did
         if not str(exc):
             log.error("interrupted", extra={"as_is": True})
-        return 130
+        return 128 + (signal.SIGTERM if str(exc) == "SIGTERM" else signal.SIGINT)  # POSIX: 143 for SIGTERM, 130 for Ctrl-C
 
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from ..log import get_logger
 
 log = get_logger("saved_model")
 
-__all__ = ["load", "save_pretrained", "check_saved_model_target", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
+__all__ = ["load", "run_checkpoint", "save_pretrained", "check_saved_model_target", "from_pretrained", "load_checkpoint_model", "check_model_meta", "load_weights_checked", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -39,10 +39,27 @@ SAVE_ID = "save_id"  # in config.json and in the weights' copy of it: the two fi
 EMBEDDED_CONFIG = "contextseg_config"  # the safetensors metadata key holding config.json's text
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segmentor:
-    """A trained model from a ``contextseg train`` checkpoint (``.pt``) or a saved-model folder,
-    in eval mode, with its classes, palette, normalisation and inference settings in ``model.meta``."""
+def run_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` itself, or for a run folder (a ``train.work_dir``: ``best.pt`` and/or ``last.pt``, no
+    ``config.json``) its ``best.pt``, else its ``last.pt`` (a run stopped before its first evaluation),
+    with a line saying which."""
     path = Path(path)
+    if not path.is_dir() or (path / CONFIG_NAME).exists():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / name).is_file():
+            log.info("%s is a run folder: using its %s%s", path, name, "" if name == "best.pt" else " (it has no best.pt yet: no evaluation has run)")
+            return path / name
+    if (path / "config.yaml").is_file():
+        raise FileNotFoundError(f"run folder {str(path)!r} holds no checkpoint yet (neither best.pt nor last.pt): train it further, or give a checkpoint")
+    return path
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segmentor:
+    """A trained model from a ``contextseg train`` checkpoint (``.pt``), a run folder (its ``best.pt``,
+    else ``last.pt``) or a saved-model folder, in eval mode, with its classes, palette, normalisation
+    and inference settings in ``model.meta``."""
+    path = run_checkpoint(path)
     if path.is_dir() or (not path.exists() and _looks_like_hub_id(str(path))):
         return from_pretrained(path, device)
     return load_checkpoint_model(path, device)[0]
@@ -53,6 +70,7 @@ def load_checkpoint_model(path: str | os.PathLike, device: str | torch.device = 
     whose data/evaluate sections replace the checkpoint's) and ``overrides`` adjust the config."""
     from ..builders import build_model
 
+    path = run_checkpoint(path)
     if Path(path).is_dir():
         return _saved_model_with_config(Path(path), device, config, overrides)
     path = str(path)
