@@ -21,6 +21,32 @@ def test_the_site_builds_strict(tmp_path):
     page = (tmp_path / "site" / "methods" / "ccnet" / "index.html").read_text()
     assert "CrissCrossAttention" in page  # the API reference is generated from the docstrings
     assert "fonts.googleapis" not in (tmp_path / "site" / "index.html").read_text()  # nothing fetched when read
+    check_api_reference(tmp_path / "site")
+
+
+def check_api_reference(site: Path) -> None:
+    """Every function of ``contextseg.__all__`` has an entry with its docstring on the API page, and
+    no page shows a raw reST role (``:class:`...```) or a literal-block marker (``::``) as text."""
+    import html
+    import re
+
+    import contextseg
+
+    page = (site / "api" / "index.html").read_text()
+    page = page[: page.index('id="models"')]  # the "Top level" section, before the per-package ones
+    functions = [n for n in contextseg.__all__ if callable(getattr(contextseg, n)) and not isinstance(getattr(contextseg, n), type(contextseg))]
+    assert functions, contextseg.__all__
+    missing = []
+    for name in functions:
+        first = " ".join(getattr(contextseg, name).__doc__.replace("`", "").split())[:30]  # as rendered: markup gone
+        if not re.search(rf'id="[\w.]*\.{name}"', page) or first not in " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split()):
+            missing.append(name)
+    raw = []
+    for path in site.rglob("*.html"):
+        text = re.sub(r"<pre.*?</pre>", "", path.read_text(), flags=re.S)  # a code block may show any text
+        raw += [f"{path.relative_to(site)}: {m.group(0)}" for m in re.finditer(r":(?:class|func|mod|meth|attr|exc|data):(?:`|<code)|\w::\s*</p>", text)]
+    assert not missing and not raw, (f"contextseg.__all__ names without a top-level entry and its docstring on the API page: {missing}; "
+                                     "raw reST in the built site:\n" + "\n".join(raw[:20]))
 
 
 def test_the_model_zoo_names_every_config_and_every_method_has_a_page():

@@ -1,6 +1,6 @@
 """The one export rule of the method packages (``modules``, ``losses``, ``heads``, ``models``).
 
-A package's ``__init__`` calls :func:`export_modules`: every module of the package is imported (so
+A package's ``__init__`` calls `export_modules`: every module of the package is imported (so
 that a model file's ``@register_model`` runs without anyone naming the file) and every name in a
 module's ``__all__`` becomes a name of the package. Adding a method therefore edits no shared file:
 its new files declare ``__all__`` and are found. This module imports nothing of contextseg and sits

@@ -111,7 +111,7 @@ def _zip64_sizes(extra: bytes, size: int, compressed: int) -> tuple[int, int]:
 
 
 class _Stub:
-    """Any global of a legacy pickle, while :func:`_legacy_storage_bytes` scans it: inert, it runs
+    """Any global of a legacy pickle, while `_legacy_storage_bytes` scans it: inert, it runs
     nothing and keeps nothing."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -135,7 +135,7 @@ class _Stub:
 
 class _StorageScan(pickle.Unpickler):
     """Reads a legacy torch pickle without creating anything it names: every global is a
-    :class:`_Stub` class, and each storage it declares is only counted."""
+    `_Stub` class, and each storage it declares is only counted."""
 
     def __init__(self, file, sizes: dict) -> None:
         super().__init__(file, encoding="latin1")
@@ -194,7 +194,7 @@ SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on it
 def check_safetensors_file(path: str | Path, what: str = "weights file", error: type[Exception] = ValueError, max_bytes: int | None = None) -> None:
     """A ``.safetensors`` file's 8-byte header length, checked before safetensors reads it: it must
     fit in the file and in the format's 100 MB, and the tensors after it within ``max_bytes``
-    (default :func:`max_load_bytes`): a forged length (2^60) is refused without being allocated."""
+    (default `max_load_bytes`): a forged length (2^60) is refused without being allocated."""
     path = Path(path)
     if not path.is_file():
         _not_a_file(path, what)
@@ -218,7 +218,7 @@ def check_torch_file(path: str | Path, what: str = "checkpoint", error: type[Exc
     """What ``torch.load(path)`` would allocate, checked without reading any tensor: a zip
     archive's records must be stored uncompressed, as torch.save writes them, with sizes that agree
     between its headers and fit in the file; a legacy pickle's declared storages must fit in the
-    file; and the total must stay within ``max_bytes`` (default :func:`max_load_bytes`, 8 GiB).
+    file; and the total must stay within ``max_bytes`` (default `max_load_bytes`, 8 GiB).
     A missing file is ``FileNotFoundError``, anything else refused ``error``, naming ``what`` and the file."""
     path = Path(path)
     if not path.is_file():

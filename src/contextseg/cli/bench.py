@@ -1,6 +1,6 @@
 """``contextseg bench``: parameters, FLOPs, latency and peak memory per model, one row each, under a
 header that names the mode, device, batch, size and precision (the measuring is
-:mod:`contextseg.engine.measure`)."""
+`contextseg.engine.measure`)."""
 
 from __future__ import annotations
 

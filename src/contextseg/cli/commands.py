@@ -221,7 +221,7 @@ def _label_png(labels: np.ndarray, palette) -> "Image.Image":
 
 def _save_png(image, path: Path) -> None:
     """A prediction PNG, marked as predict's own and written atomically (a full disk leaves no
-    partial file: :class:`~contextseg.engine.checkpoints.files.WriteFailed` names it)."""
+    partial file: `WriteFailed` names it)."""
     with atomic_write(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=_prediction_png_info())
 

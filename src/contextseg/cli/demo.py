@@ -4,7 +4,7 @@ Built with Gradio (``pip install "contextseg[demo]"``). Pick or drop an image (e
 rendered by the package itself), see the colour overlay with its legend, the label map, each class's
 share of the pixels and the inference time; flip and scales default to the model's own settings. For
 a context model, click a pixel of the label map to see what that pixel listens to: the pictures of
-``contextseg explain`` (the same code, :func:`contextseg.engine.pictures.explain.explain`) for that
+``contextseg explain`` (the same code, `contextseg.engine.pictures.explain.explain`) for that
 pixel: CPNet's prior row and 1 - P, OCRNet's weights over the object regions, HANet's attention of
 the image row, EncNet's class-presence bars, SPNet's strip-pooling gates.
 

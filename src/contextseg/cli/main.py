@@ -17,7 +17,7 @@ __all__ = ["main", "build_parser"]
 
 def _floats(text: str) -> list[float]:
     """Test-time scales: comma-separated numbers, checked by the one scale rule
-    (:func:`contextseg.models.inference.check_scales`)."""
+    (`contextseg.models.inference.check_scales`)."""
     from ..models.inference import check_scales
 
     try:

@@ -89,7 +89,7 @@ def _check_pixels(width: int, height: int, what: str, limit: int | None) -> None
 def open_unchecked(path: Path) -> Image.Image:
     """``Image.open(path)`` without PIL's decompression-bomb check, which reads the process-wide
     ``Image.MAX_IMAGE_PIXELS``: callers check their own, settable limit on the header instead
-    (:func:`_check_pixels`), and nothing global is changed to get there, not even briefly (the demo
+    (`_check_pixels`), and nothing global is changed to get there, not even briefly (the demo
     reads uploads in threads). The same plugin walk as ``Image.open``: every registered format whose
     ``accept`` takes the file's first bytes, in PIL's order; the file closes with the image."""
     Image.init()  # every plugin registered (Image.open does this lazily)
@@ -118,7 +118,7 @@ def open_unchecked(path: Path) -> Image.Image:
 @contextlib.contextmanager
 def _open_image(path: Path, what: str, limit: int | None):
     """An untrusted image file opened with our pixel limit checked on the header before anything is
-    decoded (PIL's own bomb check is skipped by :func:`open_unchecked`, so that the limit is settable)."""
+    decoded (PIL's own bomb check is skipped by `open_unchecked`, so that the limit is settable)."""
     img = open_unchecked(path)
     with img:
         _check_pixels(*img.size, f"{what} {path}", limit)
@@ -150,8 +150,8 @@ def pil_to_rgb(img: Image.Image, what: str = "image", limit: int | None = None) 
 
 
 def read_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3), as :func:`pil_to_rgb` describes; a file over
-    :func:`max_image_pixels` (or ``max_pixels``) is :class:`ImageTooLarge` without being decoded."""
+    """Read an image file as RGB uint8 (H, W, 3), as `pil_to_rgb` describes; a file over
+    `max_image_pixels` (or ``max_pixels``) is `ImageTooLarge` without being decoded."""
     try:
         with _open_image(path, "image", max_pixels) as img:
             return pil_to_rgb(img, f"image {path}", max_pixels)
@@ -185,7 +185,7 @@ def read_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
 def as_rgb_array(image: Any, max_pixels: int | None = None) -> np.ndarray:
     """An image for ``predict``/``explain`` as an ``(H, W, 3)`` uint8 array. Accepted, and cast:
 
-    - a file path (:func:`read_image`) or a PIL image (:func:`pil_to_rgb`: the same pixels as its file);
+    - a file path (`read_image`) or a PIL image (`pil_to_rgb`: the same pixels as its file);
     - a numpy array or a CPU tensor ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha
       dropped); a uint8 tensor may also be ``(3, H, W)`` (torchvision's ``read_image``). uint8 as is;
       uint16 from its 16-bit range (as a 16-bit PNG); other integers must lie in 0..255; floats in

@@ -20,7 +20,7 @@ _FRAME = re.compile(r"[a-z]+(?:-[a-z]+)*_[0-9]{6}_[0-9]{6}_leftImg8bit\.png", re
 
 
 def is_cityscapes_frame(name: str) -> bool:
-    """Whether ``name`` (a file name) is a Cityscapes frame, :data:`FRAME_NAME`, as the benchmark
+    """Whether ``name`` (a file name) is a Cityscapes frame, `FRAME_NAME`, as the benchmark
     server and ``cityscapesscripts`` match predictions to ground truth."""
     return _FRAME.fullmatch(name) is not None
 
@@ -64,7 +64,7 @@ class CityscapesDataset(FileSegmentationDataset):
 
 def id_to_trainid_table() -> np.ndarray:
     """(256,) uint8 lookup table labelId -> trainId (every id not in the table -> 255). For a
-    labelIds image use :func:`label_ids_to_train_ids`, which refuses the ids the table lacks."""
+    labelIds image use `label_ids_to_train_ids`, which refuses the ids the table lacks."""
     table = np.full(256, 255, dtype=np.uint8)
     for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items():
         if label_id >= 0:
@@ -76,7 +76,7 @@ def label_ids_to_train_ids(label_ids, source: str = "label ids") -> np.ndarray:
     """A ``*_gtFine_labelIds.png`` image (any integer array: 8-bit, 16-bit, 32-bit) as train ids
     (uint8: 0..18, 255 ignored) by the official table, value by value: nothing is cast to 8 bits
     first, so 263 is not taken for 7 (road). An id the table does not hold (above 33, below -1,
-    the license plate's id, or in a gap of the table) is a :class:`DatasetError` naming ``source``
+    the license plate's id, or in a gap of the table) is a `DatasetError` naming ``source``
     and the ids."""
     ids = np.asarray(label_ids)
     if ids.dtype == bool:

@@ -1,8 +1,8 @@
 """Writing files safely, for every layer: whole or not at all, never through a link, with the
-user's umask; and the one rule for what may be written where (:func:`check_output`): a new file,
-or a file contextseg wrote itself (it carries a mark, :func:`written_by_contextseg`) when the user
+user's umask; and the one rule for what may be written where (`check_output`): a new file,
+or a file contextseg wrote itself (it carries a mark, `written_by_contextseg`) when the user
 passed ``--overwrite``; never an input, never a file of someone else. (Reading untrusted images is
-:mod:`contextseg.data.base`'s.)"""
+`contextseg.data.base`'s.)"""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """Write ``path`` through a temporary file in the same folder, renamed over ``path`` only when
     the writing code finished: readers never see a partial file and a failure (a full disk, a
     kill) leaves the previous file as it was. Yields the temporary path to write to; any failure is
-    :class:`WriteFailed` naming ``path``. A symbolic link at ``path`` is refused (its target is
+    `WriteFailed` naming ``path``. A symbolic link at ``path`` is refused (its target is
     never written); the new file's permissions follow the umask, as any file a program creates."""
     path = Path(path)
     try:
@@ -107,7 +107,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 
 def append_no_follow(path: str | Path, text: str) -> None:
     """Append ``text`` to ``path`` (created with the umask's permissions), refusing a symbolic link
-    at ``path``: the link's target is never written. :class:`WriteFailed` names the file."""
+    at ``path``: the link's target is never written. `WriteFailed` names the file."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -123,7 +123,7 @@ def append_no_follow(path: str | Path, text: str) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """``data`` into ``path`` with :func:`atomic_write`."""
+    """``data`` into ``path`` with `atomic_write`."""
     with atomic_write(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return Path(path)
@@ -198,7 +198,7 @@ def check_output(path: str | Path, option: str, overwrite: bool = False, inputs:
     ``--json``), checked before any slow work: an input of the command (``inputs``: the config it
     read, the images it reads) is never replaced; a folder, a FIFO, a socket or a device is not a
     file to write; an existing file is replaced only if contextseg wrote it
-    (:func:`written_by_contextseg`) and ``overwrite`` is set. Refusals are :class:`OutputRefused`."""
+    (`written_by_contextseg`) and ``overwrite`` is set. Refusals are `OutputRefused`."""
     path = Path(path)
     for source in inputs:
         try:

@@ -4,7 +4,7 @@ Class names (a class list, a palette file, a checkpoint's or a saved model's met
 found on disk and string values of a YAML or JSON file can hold control characters: an escape
 sequence (``\\x1b[...``) that recolours, clears or retitles a terminal, a carriage return that
 overwrites the start of a line, a right-to-left override (U+202E) that shows a name reversed, zero
-width characters that make two different names look the same. :func:`printable` writes each such
+width characters that make two different names look the same. `printable` writes each such
 character as its Python escape (``\\x1b``, ``\\u202e``) and leaves every other character, accents
 and CJK included, as it is. Every layer that prints or logs such a string uses it (the bottom
 layer, so that data, engine and cli can all import it).
@@ -54,7 +54,7 @@ def printable(text, keep: str = "") -> str:
 
 
 def is_printable(text) -> bool:
-    """Whether :func:`printable` leaves ``text`` unchanged (no control or format character)."""
+    """Whether `printable` leaves ``text`` unchanged (no control or format character)."""
     return not any(_hidden(ch) for ch in _as_text(text))
 
 

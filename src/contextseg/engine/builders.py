@@ -1,4 +1,4 @@
-"""Build datasets and models from a :class:`Config` (shared by train, eval, predict and export)."""
+"""Build datasets and models from a `Config` (shared by train, eval, predict and export)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def class_balance_weights(cfg: Config, dataset) -> list[float] | None:
 def build_model(cfg: Config, num_classes: int, ignore_index: int = 255, class_weight: list[float] | None = None) -> Segmentor:
     """The model of ``cfg.model`` for ``num_classes``.
 
-    Options tied to the training crop (:meth:`Segmentor.crop_options`: CPNet's ``prior_size``, the
+    Options tied to the training crop (`Segmentor.crop_options`: CPNet's ``prior_size``, the
     crop's feature size) follow from ``data.crop_size`` at the backbone's output stride: a config
     that leaves one out gets it derived; one that states another value is refused naming both.
     """

@@ -1,11 +1,13 @@
 """Experiment configuration: YAML files mapped one-to-one onto dataclasses and ``create_model``.
 
-A config has four sections::
+A config has four sections:
 
-    model:     # the keywords of contextseg.create_model (name + options)
-    data:      # DataConfig: dataset, splits, training-transform options, loader
-    train:     # TrainConfig: schedule, optimiser, precision, checkpoints
-    evaluate:  # EvalConfig: whole/slide inference, scales, flip
+```yaml
+model:     # the keywords of contextseg.create_model (name + options)
+data:      # DataConfig: dataset, splits, training-transform options, loader
+train:     # TrainConfig: schedule, optimiser, precision, checkpoints
+evaluate:  # EvalConfig: whole/slide inference, scales, flip
+```
 
 ``key=value`` overrides use dotted keys (``train.max_iters=20``); values are parsed as YAML
 (``[1, 2]``, ``null``, ``true``, ``1e-4``). The resolved config (every default filled in) is what a
@@ -386,7 +388,7 @@ def path_component_problem(value: str) -> str | None:
 
 
 def check_path_component(value: Any, where: str, expected: str) -> None:
-    """``value`` is text usable as one folder name inside its parent (see :func:`path_component_problem`);
+    """``value`` is text usable as one folder name inside its parent (see `path_component_problem`);
     ConfigError naming ``where`` and the value otherwise, saying what is ``expected``."""
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be text ({expected}), got {_shown(value)}")
@@ -413,7 +415,7 @@ def version_differences(raw: dict) -> tuple[list[str], list[str]]:
 
 
 def without_unknown_keys(raw: dict) -> dict:
-    """``raw`` less the keys :func:`version_differences` calls unknown."""
+    """``raw`` less the keys `version_differences` calls unknown."""
     unknown = set(version_differences(raw)[0])
     out = {k: v for k, v in raw.items() if k not in unknown}
     for key in _SECTIONS:
@@ -474,7 +476,7 @@ def _nonfinite_numbers(value: Any, prefix: str = "") -> list[tuple[str, float]]:
 
 
 def check_scales(scales, where: str) -> list[float]:
-    """Test-time scales by the one rule (:func:`contextseg.models.inference.check_scales`), as a
+    """Test-time scales by the one rule (`contextseg.models.inference.check_scales`), as a
     ConfigError naming ``where``."""
     message = f"{where}={_shown(scales)} is out of range: expected a non-empty list of numbers in (0, {MAX_SCALE:g}]"
     if not isinstance(scales, (list, tuple)):
@@ -681,7 +683,7 @@ def _check_numbers(section: Any, name: str, where: str) -> None:
 
 def check_model_options(model: Any, where: str) -> None:
     """Every number among the model options (``model.channels``, ``model.num_classes``, lists such
-    as ``model.pool_scales``) in its range (:data:`MODEL_OPTION_RANGES`; any other option's numbers
+    as ``model.pool_scales``) in its range (`MODEL_OPTION_RANGES`; any other option's numbers
     in 64 bits). ``where`` names the section, e.g. ``config.yaml: model``."""
     if not isinstance(model, dict):
         return

@@ -1,7 +1,7 @@
 """Data-parallel training through torch.distributed, launched by ``torchrun`` (no custom launcher).
 
 ``torchrun --nproc-per-node N -m contextseg train CONFIG`` (or ``--nnodes``/``--rdzv-endpoint`` for
-several machines) sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_distributed` reads
+several machines) sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; `init_distributed` reads
 them and joins the process group (nccl on GPU, gloo on CPU).
 """
 

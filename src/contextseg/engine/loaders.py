@@ -1,11 +1,11 @@
 """Data loaders: every ``DataLoader`` of training and evaluation is built and iterated here.
 
-- :func:`cap_workers`: ``data.num_workers`` beyond the CPUs this process may run on is capped to
+- `cap_workers`: ``data.num_workers`` beyond the CPUs this process may run on is capped to
   them, with one line saying so (more worker processes than CPUs only add memory and start-up time);
-- :func:`make_loader` builds a ``DataLoader`` with the capped count;
-- :func:`guarded` iterates one, turning the failures of worker processes that torch reports as
+- `make_loader` builds a ``DataLoader`` with the capped count;
+- `guarded` iterates one, turning the failures of worker processes that torch reports as
   ``RuntimeError`` (no or a full ``/dev/shm``, a worker killed by a signal, too small an open-file
-  limit) into one :class:`LoaderError` line that says what to change, and an error that contextseg's
+  limit) into one `LoaderError` line that says what to change, and an error that contextseg's
   own checks raised inside a worker (a corrupt image) into that error again, as with no worker.
 """
 
@@ -54,13 +54,13 @@ def cap_workers(requested: int, key: str = "data.num_workers") -> int:
 
 
 def make_loader(dataset: Any, num_workers: int, key: str = "data.num_workers", **kwargs: Any) -> DataLoader:
-    """``DataLoader(dataset, num_workers=cap_workers(num_workers, key), **kwargs)``; iterate it with :func:`guarded`."""
+    """``DataLoader(dataset, num_workers=cap_workers(num_workers, key), **kwargs)``; iterate it with `guarded`."""
     return DataLoader(dataset, num_workers=cap_workers(num_workers, key), **kwargs)
 
 
 class guarded(Iterator):
     """``iter(loader)`` (created at once, as ``iter`` would: a loader draws its base seed then), whose
-    worker failures are :func:`loader_failure` errors. ``key`` is the setting that sets the worker
+    worker failures are `loader_failure` errors. ``key`` is the setting that sets the worker
     count, named in the advice."""
 
     def __init__(self, loader: Iterable, key: str = "data.num_workers") -> None:

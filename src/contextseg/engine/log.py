@@ -1,12 +1,12 @@
 """Logging: the stdlib ``logging`` logger ``contextseg``, quiet on every rank but 0.
 
-The library never configures logging on import. :func:`setup_logging` (called by the CLI and by
-:func:`contextseg.engine.train`) attaches two handlers to the ``contextseg`` logger, once: INFO
+The library never configures logging on import. `setup_logging` (called by the CLI and by
+`contextseg.engine.train`) attaches two handlers to the ``contextseg`` logger, once: INFO
 lines to stdout, warnings and errors to stderr prefixed ``warning:``/``error:``, both behind
-:class:`RankZeroFilter`, so that under ``torchrun`` each message is written once. A program that
+`RankZeroFilter`, so that under ``torchrun`` each message is written once. A program that
 configures ``logging`` itself gets the records through propagation instead (``propagate`` stays
 on when the root logger has handlers). Every record has the control characters of its text escaped
-(:class:`EscapeControls`): file names and class names never reach a terminal or a log raw.
+(`EscapeControls`): file names and class names never reach a terminal or a log raw.
 Progress bars stay with tqdm.
 """
 
@@ -26,7 +26,7 @@ logger = logging.getLogger("contextseg")
 
 class EscapeControls(logging.Filter):
     """Escapes the control and format characters of a record's text arguments and message (file
-    names, class names, messages quoting them: :func:`contextseg.data.text.printable`) before any
+    names, class names, messages quoting them: `contextseg.data.text.printable`) before any
     handler sees it, a program's own handlers included; the newlines of a message of several lines
     (a results table) stay."""
 
@@ -43,7 +43,7 @@ logger.addFilter(_ESCAPE)
 
 
 def get_logger(name: str) -> logging.Logger:
-    """The ``contextseg.<name>`` child logger (its records escaped by :class:`EscapeControls`)."""
+    """The ``contextseg.<name>`` child logger (its records escaped by `EscapeControls`)."""
     child = logger.getChild(name)
     if _ESCAPE not in child.filters:
         child.addFilter(_ESCAPE)
@@ -83,7 +83,7 @@ class _LevelPrefix(logging.Formatter):
 
     Nothing reaches the terminal raw: the text arguments (file names, class names, config values,
     messages of exceptions) have every control and format character escaped, newlines included
-    (:func:`contextseg.data.text.printable`), and so has the whole line but for the newlines of a
+    (`contextseg.data.text.printable`), and so has the whole line but for the newlines of a
     message of several lines (a results table)."""
 
     def format(self, record: logging.LogRecord) -> str:

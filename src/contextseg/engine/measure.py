@@ -3,7 +3,7 @@
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products,
 counted as 2 x multiply-accumulates). On CUDA the peak memory is ``torch.cuda.max_memory_allocated``;
 on the CPU each model runs in a fresh subprocess and the peak is the growth of its resident set
-during one step (see :class:`PeakMemory`); both exclude the weights and inputs already in memory.
+during one step (see `PeakMemory`); both exclude the weights and inputs already in memory.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class PeakMemory:
 
 def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int, int]):
     """Model ``name`` for ``size`` inputs at output stride 8 (with the options tied to that input
-    size, :meth:`Segmentor.crop_options`: CPNet's prior)."""
+    size, `Segmentor.crop_options`: CPNet's prior)."""
     from ..models import create_model, get_model_class
 
     kwargs = get_model_class(name).crop_options(size, 8)
@@ -79,7 +79,7 @@ def build_for_input(name: str, backbone: str, num_classes: int, size: tuple[int,
 def bench_one(name: str, backbone: str, num_classes: int, size, batch: int, repeats: int, device: str, precision: str, train: bool,
               compile: bool = False, channels_last: bool | str = False) -> dict:
     """One row of ``contextseg bench``; ``precision`` and ``channels_last`` may be ``auto``
-    (:func:`~contextseg.engine.precision.resolve_precision`), the row gives what they resolved to."""
+    (`resolve_precision`), the row gives what they resolved to."""
     from .distributed import resolve_device
     from .precision import autocast_context, resolve_precision
 
@@ -146,7 +146,7 @@ def _worker(kwargs: dict, queue) -> None:
 
 
 def bench_in_subprocess(kwargs: dict) -> dict:
-    """Run :func:`bench_one` in a fresh process (so its peak RSS is its own); its error becomes ours."""
+    """Run `bench_one` in a fresh process (so its peak RSS is its own); its error becomes ours."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_worker, args=(kwargs, queue))

@@ -2,7 +2,7 @@
 / 255, normalised with the stored mean and std) -> ``logits (N, K, H, W)``.
 
 The batch axis is always dynamic; height and width are too unless the model says otherwise
-(:attr:`~contextseg.models.Segmentor.onnx_any_size`: adaptive pooling grids and CPNet's prior are
+(`onnx_any_size`: adaptive pooling grids and CPNet's prior are
 frozen at the exported size). The file's metadata (``InferenceSession(path).get_modelmeta().custom_metadata_map``
 in onnxruntime) holds what is needed to use it: the classes, palette, mean and std, the test scale,
 the input size when it is fixed, and the model's name.

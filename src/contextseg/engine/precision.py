@@ -18,17 +18,17 @@ with AVX512-BF16 and AMX, torch 2.14.1): NHWC took 0.92x the NCHW time in fp32 a
 What stays in fp32 under autocast, and why (``tests/models/test_precision.py`` checks each model's
 bf16 forward and training step against fp32):
 
-- every loss (:mod:`contextseg.losses`: cross entropy on ``logits.float()``; the Affinity Loss and
+- every loss (`contextseg.losses`: cross entropy on ``logits.float()``; the Affinity Loss and
   the context prior's sigmoid attention run with autocast off): a sum over every pixel of a batch
   loses its low digits in bf16's 8-bit mantissa;
 - softmax and normalisation over long axes: OCR's spatial gather normalises each region over all
-  ``H x W`` pixels in fp32 (:class:`~contextseg.modules.object_context.SpatialGather`);
+  ``H x W`` pixels in fp32 (`SpatialGather`);
 - the Encoding layer's residuals and soft-assignment (autocast off in
-  :class:`~contextseg.modules.encoding.Encoding`): ``||x - d||^2`` expanded cancels in half precision;
+  `Encoding`): ``||x - d||^2`` expanded cancels in half precision;
 - batch-norm statistics: the running mean and variance are fp32 buffers, and PyTorch's CPU and CUDA
   kernels accumulate a bf16 batch's statistics in fp32;
 - the weights and optimizer state themselves (autocast casts per operation; the master weights stay
-  fp32), test-time logits before the argmax and resize (:func:`~contextseg.models.inference.inference`).
+  fp32), test-time logits before the argmax and resize (`inference`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _auto_precision(device: torch.device) -> tuple[str, str]:
 
 
 def resolve_precision(precision: str, channels_last: bool | str, device: torch.device | str) -> Precision:
-    """The run's :class:`Precision` for ``device``: ``auto`` values follow the hardware (module
+    """The run's `Precision` for ``device``: ``auto`` values follow the hardware (module
     docstring), explicit ones are kept as given."""
     device = torch.device(device)
     if precision not in PRECISIONS:

@@ -1,7 +1,7 @@
 """Decode heads: the baselines' and the context methods' heads.
 
 Every module of this package is imported and every name in its ``__all__`` is exported here
-(:func:`contextseg.exports.export_modules`): a new file needs no edit of this one."""
+(`contextseg.exports.export_modules`): a new file needs no edit of this one."""
 
 from ..exports import export_modules
 

@@ -1,5 +1,5 @@
 """The decode-head base: pick inputs by stage index, end in ``cls_seg``, own extra loss terms, and
-say what its context module computed (:class:`ContextMap`, drawn by ``contextseg.explain``)."""
+say what its context module computed (`ContextMap`, drawn by ``contextseg.explain``)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class ContextMap:
       (drawn as a heat map beside the image, rows against columns): DANet's channel attention.
 
     Args:
-        kind: one of :data:`CONTEXT_MAP_KINDS`.
+        kind: one of `CONTEXT_MAP_KINDS`.
         group: maps of one group are drawn in one figure (``<stem>_<group>.png``).
         title: what the map is, in the paper's words.
         values: float32 numpy array of the kind's shape.
@@ -85,7 +85,7 @@ class DecodeHead(nn.Module):
 
     Subclasses build their layers in ``__init__`` and implement ``forward(features) -> HeadOutput``,
     a dict holding at least ``"logits"``. Heads whose paper adds a loss term (CPNet's affinity loss,
-    EncNet's SE loss, OCRNet's object-region loss) override :meth:`losses`; the segmentor adds the
+    EncNet's SE loss, OCRNet's object-region loss) override `losses`; the segmentor adds the
     main cross entropy itself.
 
     Every head takes the same arguments in the same order: ``in_channels`` and ``num_classes``

@@ -19,7 +19,7 @@ CCNET_CAPTION = ("Each row is a query pixel (cyan dot): its criss-cross attentio
 
 class CCHead(FCNHead):
     """The recurrent criss-cross attention head (Sec. 3.1): ``convs[0]`` reduces C5 to ``channels``
-    (CBR 3x3), one :class:`~contextseg.modules.criss_cross.CrissCrossAttention` is applied
+    (CBR 3x3), one `CrissCrossAttention` is applied
     ``recurrence`` times with shared weights (R = 2 in the paper), ``convs[1]`` (CBR 3x3), the input
     concatenated and fused (CBR 3x3 -> ``channels``), then ``cls_seg`` with dropout 0.1.
 
@@ -56,7 +56,7 @@ class CCHead(FCNHead):
     def context_maps(self, features: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int]], image_size: Sequence[int], **inputs) -> list[ContextMap]:
         """For each query pixel: its criss-cross attention in the first and the second pass (its
         row and column at feature resolution) and what reaches it after both passes (every pixel's
-        weight through the pixels of its cross, :meth:`CrissCrossAttention.reach_map`)."""
+        weight through the pixels of its cross, `CrissCrossAttention.reach_map`)."""
         out = self.convs[0](features[self.in_index])
         attentions = []
         for _ in range(self.recurrence):

@@ -24,8 +24,8 @@ class DAHeadOutput(HeadOutput, total=False):
 
 class DAHead(DecodeHead):
     """The dual attention head (Sec. 3.4): ``pam_in_conv`` (CBR 3x3 C5 -> ``channels``),
-    :class:`~contextseg.modules.dual_attention.PositionAttention` with ``pam_channels`` keys,
-    ``pam_out_conv`` (CBR 3x3); the same with :class:`~contextseg.modules.dual_attention.ChannelAttention`;
+    `PositionAttention` with ``pam_channels`` keys,
+    ``pam_out_conv`` (CBR 3x3); the same with `ChannelAttention`;
     the two summed -> ``cls_seg`` (dropout 0.1). Each branch's features also go through the same
     dropout to their own 1x1 classifier, supervised by cross entropy with weight ``pam_weight`` /
     ``cam_weight`` (1.0, as the main output, in the release and mmsegmentation).
@@ -62,7 +62,7 @@ class DAHead(DecodeHead):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """mmseg's init (:meth:`DecodeHead.init_weights`); the branch classifiers are plain
+        """mmseg's init (`DecodeHead.init_weights`); the branch classifiers are plain
         ``nn.Conv2d`` that mmseg's head init (``conv_seg`` only) leaves at PyTorch's default."""
         super().init_weights()
         self.pam_conv_seg.reset_parameters()

@@ -33,7 +33,7 @@ class HANetHead(DeepLabV3PlusHead):
     As the release: the decoder concatenates [C2 projection (48), upsampled ASPP path (256)] in
     that order and upsamples with ``align_corners=True``; there is no dropout before the classifier
     (``dropout=0``); every block looks up its positions from the image rows (see
-    :class:`~contextseg.modules.HeightAttention`).
+    `HeightAttention`).
 
     Args:
         hanet_reduction: r of every block (64 for OS 8, 32 for OS 16).

@@ -70,7 +70,7 @@ class OCRHead(DecodeHead):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """mmseg's init (see :meth:`DecodeHead.init_weights`); the HRNet region classifier, an
+        """mmseg's init (see `DecodeHead.init_weights`); the HRNet region classifier, an
         ``FCNHead.conv_seg`` in mmseg, is N(0, 0.01) too."""
         super().init_weights()
         if self.concat_inputs:

@@ -71,7 +71,7 @@ def _neg_log_grad(x: torch.Tensor) -> torch.Tensor:
 class AffinityRows:
     """The Affinity Loss as row sums: fed the prior logits block by block (rows ``r0:r1``), it
     needs O(B N C) memory, never A or P. Used by the dense loss below and, through the
-    :class:`~contextseg.modules.context_prior.RowLoss` protocol, by the fused Context Prior Layer.
+    `RowLoss` protocol, by the fused Context Prior Layer.
 
     Per row i: ``unary_i = -v_i sum_j v_j BCE terms``, ``pa_i = sum_j P_ij A'_ij``,
     ``pv_i = sum_j P_ij v_j``, ``spec_i = sum_j v_j (1 - P_ij)(1 - A_ij)``.
@@ -194,13 +194,13 @@ class AffinityLoss(nn.Module):
 
     Runs in float32 with autocast off (float64 inputs stay float64, for gradcheck). Peak memory
     beyond the logits is one N x N gradient and chunk temporaries. Given the fused layer's
-    :class:`~contextseg.modules.context_prior.PriorFactors` instead of logits, the map is
+    `PriorFactors` instead of logits, the map is
     recomputed row block by row block and memory is O(B N C) (the head normally gets the loss
-    from the layer's own forward pass, :meth:`rows`, which saves that recomputation).
+    from the layer's own forward pass, `rows`, which saves that recomputation).
 
     Shape:
         ``prior_logits (B, N, N)`` pre-sigmoid, row i = pixel i's prior over all N pixels, or
-        :class:`PriorFactors` of it;
+        `PriorFactors` of it;
         ``labels (B, H, W)`` int64; ``prior_size (h, w)`` with ``h * w = N`` -> scalar.
     """
 
@@ -215,7 +215,7 @@ class AffinityLoss(nn.Module):
         self.ignore_mode = ignore_mode
 
     def rows(self, labels: torch.Tensor, prior_size: tuple[int, int], dtype: torch.dtype = torch.float32) -> AffinityRows:
-        """The loss for these labels as an :class:`AffinityRows`, to be fed the prior row by row
+        """The loss for these labels as an `AffinityRows`, to be fed the prior row by row
         (``ContextPriorLayer.forward_with_loss``)."""
         onehot, valid = affinity_targets(labels, (int(prior_size[0]), int(prior_size[1])), self.num_classes, self.ignore_index, self.ignore_mode)
         return AffinityRows(onehot.to(dtype), valid.to(dtype), self.unary_weight, self.global_weight)

@@ -1,5 +1,5 @@
 """The model registry: a name -> class dict filled by ``@register_model`` in each model's own file
-(the package imports every model file, :mod:`contextseg.exports`), timm-style ``create_model``."""
+(the package imports every model file, `contextseg.exports`), timm-style ``create_model``."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ MODELS: dict[str, type[Segmentor]] = {}
 
 
 def register_model(name: str, cls: type[Segmentor] | None = None, *, overwrite: bool = False):
-    """Add a model to the registry, as a call or a class decorator::
+    """Add a model to the registry, as a call or a class decorator:
 
-        @register_model("mynet")
-        class MyNet(Segmentor):
-            head_cls = MyHead
+    ```python
+    @register_model("mynet")
+    class MyNet(Segmentor):
+        head_cls = MyHead
+    ```
 
     Every name-based entry point then knows it: ``create_model``, configs (``model.name``), saved
     models, the CLI and the every-model tests. An existing name is refused unless ``overwrite``.

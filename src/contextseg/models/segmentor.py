@@ -1,7 +1,7 @@
 """The segmentor: backbone -> decode head (-> auxiliary head) -> losses.
 
 Every model of the registry is a small subclass that names its decode head; the whole architecture
-reads in :meth:`Segmentor.forward`.
+reads in `Segmentor.forward`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["Segmentor", "MmsegLayout"]
 @dataclass(frozen=True)
 class MmsegLayout:
     """How mmsegmentation 1.x lays out a model's checkpoint, declared next to the model so that
-    ``contextseg convert mmseg`` (:func:`contextseg.engine.convert.from_mmseg`) needs no edit for a
+    ``contextseg convert mmseg`` (`contextseg.engine.convert.from_mmseg`) needs no edit for a
     new one (timm keeps each family's checkpoint filter beside the family in the same way).
 
     Args:
@@ -142,7 +142,7 @@ class Segmentor(nn.Module):
         return self.head_cls(in_channels, num_classes, **kwargs, **self.head_context())
 
     def head_context(self) -> dict[str, Any]:
-        """What the segmentor supplies to every head (see :class:`DecodeHead`)."""
+        """What the segmentor supplies to every head (see `DecodeHead`)."""
         return {"output_stride": self.backbone.output_stride, "ignore_index": self.ignore_index, "class_weight": self.class_weight}
 
     def build_aux_head(self, in_channels: list[int], num_classes: int) -> DecodeHead | None:
@@ -194,7 +194,7 @@ class Segmentor(nn.Module):
     def default_inference(self) -> dict[str, Any]:
         """How this model segments an image unless told otherwise: ``self.meta["inference"]`` (what
         its training config evaluated with), and for a model tied to its training crop
-        (:meth:`tied_input_size`, CPNet) sliding windows of that crop."""
+        (`tied_input_size`, CPNet) sliding windows of that crop."""
         settings = {k: list(v) if isinstance(v, list) else v for k, v in INFERENCE_SETTINGS.items()}
         settings.update({k: v for k, v in self.meta.get("inference", {}).items() if v is not None})
         tied = self.tied_input_size()
@@ -220,8 +220,8 @@ class Segmentor(nn.Module):
     @torch.no_grad()
     def context_maps(self, images: torch.Tensor, pixels: Sequence[tuple[int, int]], positions: torch.Tensor | None = None) -> list[ContextMap]:
         """What the model's context modules compute on one normalised image ``(1, 3, H, W)`` (at
-        :meth:`tied_input_size` where the model has one) for query pixels ``(x, y)`` of it: the
-        decode head's :meth:`DecodeHead.context_maps`; a method with a context module outside its
+        `tied_input_size` where the model has one) for query pixels ``(x, y)`` of it: the
+        decode head's `DecodeHead.context_maps`; a method with a context module outside its
         head (SPNet's strip pooling in the backbone) adds its maps here. ``[]`` for a baseline."""
         features = self.backbone(images)
         extra = {"positions": positions} if self.decode_head.uses_positions else {}
@@ -229,7 +229,7 @@ class Segmentor(nn.Module):
 
     @classmethod
     def has_context_maps(cls) -> bool:
-        """Whether :meth:`context_maps` says anything: the head or the segmentor overrides it."""
+        """Whether `context_maps` says anything: the head or the segmentor overrides it."""
         return cls.context_maps is not Segmentor.context_maps or cls.head_cls.context_maps is not DecodeHead.context_maps
 
     @torch.no_grad()
@@ -237,16 +237,16 @@ class Segmentor(nn.Module):
         """Label maps (int64) at each image's original size, with the model's own inference settings.
 
         ``images`` may be an image file path, a PIL image, or an array (``(H, W, 3)`` uint8 and the
-        other forms :func:`~contextseg.data.base.as_rgb_array` accepts and casts: grayscale, RGBA,
+        other forms `as_rgb_array` accepts and casts: grayscale, RGBA,
         uint16, floats in [0, 1]), each resized to the model's test scale ``meta["base_size"]`` and
         normalised with ``meta["mean"]``/``meta["std"]`` as in evaluation (returns ``(H, W)``); a
         list of those (returns a list); or an already normalised float tensor ``(3, H, W)`` or
         ``(B, 3, H, W)`` of any float dtype (cast to the weights'; returns ``(H, W)`` or
         ``(B, H, W)``). Empty images, NaN or infinite values and unreadable dtypes are a
-        ``ValueError``. ``overrides`` replace :meth:`default_inference`'s settings (``mode``,
+        ``ValueError``. ``overrides`` replace `default_inference`'s settings (``mode``,
         ``crop_size``, ``stride``, ``scales`` (each in (0, 8]), ``flip``). The labels are the
-        argmax of :func:`~contextseg.models.inference.inference` computed in bands of rows
-        (:func:`~contextseg.models.inference.predict_labels`): a large photo never holds its
+        argmax of `inference` computed in bands of rows
+        (`predict_labels`): a large photo never holds its
         full-size class probabilities.
         """
         if isinstance(images, (list, tuple)):
@@ -281,7 +281,7 @@ class Segmentor(nn.Module):
     @classmethod
     def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
         """Keywords that make the model work on small ``size`` inputs at output stride 8 (tests,
-        benchmarks): the crop-tied options of that size (:meth:`crop_options`) and e.g. SPNet's
+        benchmarks): the crop-tied options of that size (`crop_options`) and e.g. SPNet's
         pool sizes."""
         return cls.crop_options(size, 8)
 

@@ -67,7 +67,7 @@ def adaptive_avg_pool2d(x: torch.Tensor, output_size: int | Sequence[int | None]
     """``F.adaptive_avg_pool2d``, whose bins an exported graph (``torch.export``, ONNX) can take at
     any input size: eager mode calls torch's op; while exporting, where the op's bins would be frozen
     at the traced size, it is ``M_h x M_w^T`` with averaging matrices built from the input's height and
-    width (:func:`_bin_matrix`; ``None`` keeps that axis). Same bins, same values up to rounding.
+    width (`_bin_matrix`; ``None`` keeps that axis). Same bins, same values up to rounding.
 
     Shape:
         ``(B, C, H, W) -> (B, C, out_h, out_w)``.
@@ -83,7 +83,7 @@ def adaptive_avg_pool2d(x: torch.Tensor, output_size: int | Sequence[int | None]
 
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d`` through :func:`adaptive_avg_pool2d`: an ONNX export takes any size."""
+    """``nn.AdaptiveAvgPool2d`` through `adaptive_avg_pool2d`: an ONNX export takes any size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return adaptive_avg_pool2d(x, self.output_size)

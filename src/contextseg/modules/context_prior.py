@@ -1,7 +1,7 @@
 """Context Prior (Yu et al., "Context Prior for Scene Segmentation", CVPR 2020).
 
 CPNet learns, for every pixel, which other pixels belong to its own class: a prior map P (N x N,
-N = h*w) supervised by the ideal affinity map of the labels (:class:`~contextseg.losses.AffinityLoss`).
+N = h*w) supervised by the ideal affinity map of the labels (`AffinityLoss`).
 The intra-class context P X~ and the inter-class context (1 - P) X~ aggregate the features of an
 Aggregation Module (spatially separable, depthwise convolutions with a large kernel) and are
 concatenated with the backbone features. Structure follows the authors' released CPHead.
@@ -169,14 +169,14 @@ class ContextPriorLayer(nn.Module):
     its variance ``W_j Sigma W_j^T`` (Sigma the C x C covariance of X~ over the batch and pixels),
     so logits = X~ (a W)^T + (beta - a mean) with ``a = gamma / sqrt(var + eps)``; the running
     statistics update as ``nn.BatchNorm2d`` updates them. Context is then computed in row blocks
-    and recomputed in backward (:class:`SigmoidPriorAttention`): memory O(N C) plus one block,
+    and recomputed in backward (`SigmoidPriorAttention`): memory O(N C) plus one block,
     against O(N^2) for ``fused=False``, the plain reference, which returns the dense logits.
 
     The prior is tied to the feature size: an input of another size is an error.
 
     Shape:
         ``x (B, C, h, w) -> (features (B, C + 2 * prior_channels, h, w), prior)`` with ``prior`` the
-        logits ``(B, h*w, h*w)`` (plain) or their :class:`PriorFactors` (fused).
+        logits ``(B, h*w, h*w)`` (plain) or their `PriorFactors` (fused).
     """
 
     def __init__(self, in_channels: int, prior_channels: int = 512, prior_size: tuple[int, int] | int = (64, 64), kernel_size: int = 11, prior_groups: int = 1, fused: bool = True) -> None:
@@ -207,7 +207,7 @@ class ContextPriorLayer(nn.Module):
         return features, prior
 
     def forward_with_loss(self, x: torch.Tensor, row_loss: RowLoss | None = None) -> tuple[torch.Tensor, torch.Tensor | PriorFactors, torch.Tensor | None]:
-        """Like :meth:`forward`, and with ``row_loss`` (fused only) also that loss's value, computed
+        """Like `forward`, and with ``row_loss`` (fused only) also that loss's value, computed
         on the same row blocks as the context: ``(features, prior, loss or None)``."""
         self._check_size(x)
         b, _, h, w = x.shape
@@ -238,7 +238,7 @@ class ContextPriorLayer(nn.Module):
         return torch.cat([x, intra, inter], dim=1), prior, loss
 
     def prior_factors(self, value: torch.Tensor) -> PriorFactors:
-        """The prior conv and its BatchNorm as :class:`PriorFactors` of X~ ``(B, C, h, w)``; in
+        """The prior conv and its BatchNorm as `PriorFactors` of X~ ``(B, C, h, w)``; in
         training, BatchNorm's batch statistics in closed form (and its running statistics
         updated), never a pass over the N x N map."""
         conv, norm = self.prior_conv

@@ -32,7 +32,7 @@ class CrissCrossAttention(nn.Module):
     autocast; the (B, H, W, H + W) attention is all that is materialised, never an HW x HW map.
 
     Shape:
-        ``x (B, C, H, W) -> (B, C, H, W)``; :meth:`attention` gives ``(B, H, W, H + W)``: for pixel
+        ``x (B, C, H, W) -> (B, C, H, W)``; `attention` gives ``(B, H, W, H + W)``: for pixel
         (h, w), entries ``[:H]`` are its column (row index i), ``[H:]`` its row (column index j).
     """
 

@@ -28,7 +28,7 @@ class PositionAttention(nn.Module):
 
     The softmax and the weighted sum run in fp32 under any autocast (float64 for float64 inputs)
     through ``scaled_dot_product_attention`` with scale 1, which never builds the N x N map where
-    the backend has a fused kernel; :meth:`attention` builds the rows asked for, for explain.
+    the backend has a fused kernel; `attention` builds the rows asked for, for explain.
 
     Shape:
         ``A (B, C, H, W) -> E (B, C, H, W)``.
@@ -85,7 +85,7 @@ class ChannelAttention(nn.Module):
     any autocast (float64 for float64 inputs).
 
     Shape:
-        ``A (B, C, H, W) -> E (B, C, H, W)``; :meth:`attention` gives ``(B, C, C)``.
+        ``A (B, C, H, W) -> E (B, C, H, W)``; `attention` gives ``(B, C, C)``.
     """
 
     def __init__(self) -> None:

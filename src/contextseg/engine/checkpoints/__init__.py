@@ -1,6 +1,6 @@
 """Checkpoints and saved models: training checkpoints (``.pt``, atomic and finite, exact resume) and
 saved-model folders (``model.safetensors`` + ``config.json``, the Hub layout), read through one
-reader (:func:`~contextseg.engine.checkpoints.files.read_torch_file`)."""
+reader (`read_torch_file`)."""
 
 from .checkpoint import find_resume, load_checkpoint, model_state, nonfinite_tensors, save_checkpoint
 from .files import ensure_writable_folder, read_torch_file

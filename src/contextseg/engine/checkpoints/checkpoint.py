@@ -40,7 +40,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
     A crash mid-write leaves the previous checkpoint intact; readers never see a partial file; a
-    failed write (a full disk) is :class:`~.files.WriteFailed` naming ``path``.
+    failed write (a full disk) is `WriteFailed` naming ``path``.
     Weights that hold NaN or infinity are never written: ``FloatingPointError`` names them.
     """
     path = Path(path)

@@ -1,6 +1,6 @@
 """Files: the one reader of torch files (every checkpoint, converter input and zoo file goes
 through it, with ``weights_only=True``: they are untrusted input), the writable-folder check and
-the output locks; the atomic writer lives in :mod:`contextseg.data.io` for every layer."""
+the output locks; the atomic writer lives in `contextseg.data.io` for every layer."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: st
     """``torch.load(path, weights_only=True)`` with one-line errors naming ``what`` and the file:
     a missing file is ``FileNotFoundError``; an empty, truncated, pickled-code or otherwise
     unreadable file is ``error``, and so is one that would make torch allocate more than the file
-    holds or than ``max_bytes`` (:func:`check_torch_file`, before anything is loaded).
+    holds or than ``max_bytes`` (`check_torch_file`, before anything is loaded).
     ``safe_globals`` are the extra classes the file may hold (mmengine's inert stand-ins in an
     mmsegmentation checkpoint's meta)."""
     path = Path(path)
@@ -67,7 +67,7 @@ class OutputLock:
     process writes it: the file ``lock_path``, held with ``fcntl.flock`` for the writer's lifetime
     and holding ``pid host start-time``.
 
-    A second writer fails at once with :class:`OutputBusy` (``busy`` says what to do); a lock left
+    A second writer fails at once with `OutputBusy` (``busy`` says what to do); a lock left
     by a killed process is no lock at all (the kernel drops ``flock`` locks with the process), so a
     stale lock file is taken over. Race-free: the lock file is never written through a link, a
     writer that locked a file another one has just removed tries again, and release removes the
@@ -138,7 +138,7 @@ class WorkDirBusy(OutputBusy):
 
 class WorkDirLock(OutputLock):
     """The lock of a work dir while a training writes to it: ``work_dir/.lock`` (see
-    :class:`OutputLock`). Only rank 0 takes it: it is the only process that writes there."""
+    `OutputLock`). Only rank 0 takes it: it is the only process that writes there."""
 
     def __init__(self, folder: str | Path) -> None:
         super().__init__(Path(folder) / ".lock", f"train.work_dir {str(folder)!r} is in use by a training that is still running ({{who}}); "

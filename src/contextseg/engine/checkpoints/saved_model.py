@@ -3,8 +3,8 @@
 A *saved model* is a folder with ``model.safetensors`` (the weights) and ``config.json`` (how to
 build the model again, its classes and palette, the normalisation, the test scale, the training
 crop and the evaluation settings) - the layout the Hugging Face Hub serves. A *checkpoint* is what
-``contextseg train`` writes (``last.pt``/``best.pt``). :func:`load` reads either and returns a
-:class:`~contextseg.models.Segmentor` in eval mode whose ``meta`` carries all of the above, so that
+``contextseg train`` writes (``last.pt``/``best.pt``). `load` reads either and returns a
+`Segmentor` in eval mode whose ``meta`` carries all of the above, so that
 ``model.predict(photo)`` segments an image as the evaluation did.
 """
 
@@ -147,7 +147,7 @@ def check_saved_model_target(directory: str | os.PathLike, overwrite: bool, opti
     """Where a command writes a saved model: a new or empty folder, or (with ``overwrite``) a saved
     model contextseg wrote, its two files and nothing else; a folder holding other files (a run, a
     dataset) or a ``config.json``/``model.safetensors`` contextseg did not write is refused, and so is
-    an input of the command. Refusals are :class:`~contextseg.data.io.OutputRefused`."""
+    an input of the command. Refusals are `OutputRefused`."""
     directory = Path(directory)
     if os.path.lexists(directory) and (directory.is_symlink() or not directory.is_dir()):
         raise OutputRefused(f"{option} {str(directory)!r} is a file, not a folder; a saved model is a folder ({WEIGHTS_NAME} + {CONFIG_NAME})")
@@ -335,7 +335,7 @@ def load_weights_checked(model: Segmentor, weights: dict, source: str) -> None:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    """A Hub repository's saved model, only for a string that is a Hub id (:func:`_looks_like_hub_id`)
+    """A Hub repository's saved model, only for a string that is a Hub id (`_looks_like_hub_id`)
     with the ``hub`` extra installed; anything else is a missing local path."""
     if not _looks_like_hub_id(repo_id):
         raise FileNotFoundError(f"saved model {repo_id!r} does not exist (neither a local folder nor a Hub repository id user/name)")

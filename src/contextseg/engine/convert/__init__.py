@@ -1,11 +1,11 @@
 """Weights of the official releases and of mmsegmentation's zoo as contextseg models and backbones,
-one module per source, all reading through :mod:`.reading` (and so through the one torch-file
+one module per source, all reading through `.reading` (and so through the one torch-file
 reader, ``weights_only=True``):
 
-- :func:`from_hanet` (:mod:`.hanet`): a released HANet Cityscapes model -> a ``hanet`` model;
-- :func:`from_encoding_resnet` (:mod:`.encoding`): PyTorch-Encoding's deep-stem ImageNet ResNets
+- `from_hanet` (`.hanet`): a released HANet Cityscapes model -> a ``hanet`` model;
+- `from_encoding_resnet` (`.encoding`): PyTorch-Encoding's deep-stem ImageNet ResNets
   -> a timm ``resnet50s``/``resnet101s`` state dict, for ``model.pretrained_backbone``;
-- :func:`from_mmseg` (:mod:`.mmseg`): an mmsegmentation checkpoint of FCN, PSPNet, DeepLabV3(+),
+- `from_mmseg` (`.mmseg`): an mmsegmentation checkpoint of FCN, PSPNet, DeepLabV3(+),
   EncNet or OCRNet -> the contextseg model.
 
 Every tensor is mapped by name through an explicit table; a file with a tensor the table does not

@@ -1,6 +1,6 @@
 """mmsegmentation 1.x (and 0.x zoo) checkpoints -> contextseg models, every tensor mapped by name.
 
-Which models: those whose class declares its mmseg layout (:class:`contextseg.models.MmsegLayout`,
+Which models: those whose class declares its mmseg layout (`contextseg.models.MmsegLayout`,
 ``mmseg_layout``); this module holds only what every layout shares (ResNetV1c's stem, mmcv's
 ``ConvModule`` parts) and HRNet-OCR's backbone."""
 
@@ -122,7 +122,7 @@ def from_mmseg(source: str | os.PathLike | dict, model: str, dataset: str | None
 
     ResNetV1c is timm's ``resnet50c``/``resnet101c`` (depth read from the file); the head options
     are the model's ``mmseg_layout.options`` (overridable by ``options``); every tensor is
-    mapped by name (:func:`mmseg_key`) and any that is unmapped, missing or of another shape is
+    mapped by name (`mmseg_key`) and any that is unmapped, missing or of another shape is
     refused by name. The v0.x zoo files (``download.openmmlab.com/mmsegmentation/v0.5/...``) use the
     same names. Classes and palette come from the checkpoint's ``meta.dataset_meta`` (1.x) or
     ``meta.CLASSES``/``PALETTE`` (0.x), else from ``dataset``, else from the class count (19:

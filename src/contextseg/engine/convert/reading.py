@@ -17,7 +17,7 @@ class ConversionError(ValueError):
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file (read by :func:`read_torch_file`, ``weights_only=True``),
+    """The tensors of a checkpoint file (read by `read_torch_file`, ``weights_only=True``),
     unwrapped from a ``state_dict``/``model`` entry and from DataParallel's ``module.`` prefix."""
     state = read_torch_file(path, "checkpoint", error=ConversionError)
     for key in ("state_dict", "model"):

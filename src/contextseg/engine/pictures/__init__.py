@@ -1,4 +1,4 @@
-"""Pictures: what the context modules look at (:func:`explain`, drawn by kind), per-class IoU and
+"""Pictures: what the context modules look at (`explain`, drawn by kind), per-class IoU and
 confusion plots, and the class legend of prediction overlays."""
 
 from .explain import NothingToExplain, explain, maps_by_group, render

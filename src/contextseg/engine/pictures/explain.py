@@ -1,8 +1,8 @@
-"""What each context module looks at, as arrays (:func:`explain`) and as pictures (:func:`render`).
+"""What each context module looks at, as arrays (`explain`) and as pictures (`render`).
 
 Every model says what its context modules compute through one hook,
-:meth:`Segmentor.context_maps <contextseg.models.Segmentor.context_maps>`, as maps of four generic
-kinds (:class:`~contextseg.heads.ContextMap`): a map over the image (``pixel_map``), a curve along
+`Segmentor.context_maps`, as maps of four generic
+kinds (`ContextMap`): a map over the image (``pixel_map``), a curve along
 the image height (``row_curve``), one number per class (``class_bars``) and a relation between two
 sets that are not places in the image (``matrix``), each either for the whole image or for one
 query pixel. This module draws kinds, never model names: what a method shows is the docstring of its
@@ -46,7 +46,7 @@ def model_name(model: Segmentor) -> str:
 @torch.no_grad()
 def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | None = None, max_pixels: int = 4, out_dir: str | Path | None = None, stem: str | None = None) -> dict[str, Any]:
     """What ``model``'s context modules compute on ``image`` (a path, PIL image or HxWx3 uint8 array);
-    with ``out_dir`` also drawn there as PNGs (:func:`render`, listed under ``"files"``), named
+    with ``out_dir`` also drawn there as PNGs (`render`, listed under ``"files"``), named
     ``<stem>_<group>.png`` as ``contextseg explain`` names them: ``stem`` is the image file's name
     without its suffix, or ``"explain"`` for an image given as pixels. ``pixels`` are ``(x, y)`` in
     the image, negative values counting from the right and bottom edges.
@@ -99,7 +99,7 @@ def explain(model: Segmentor, image: Any, pixels: Sequence[tuple[int, int]] | No
 
 
 class Explanation(dict):
-    """What :func:`explain` returns: a plain dict (``"model"``, ``"image"``, ``"labels"``,
+    """What `explain` returns: a plain dict (``"model"``, ``"image"``, ``"labels"``,
     ``"pixels"``, ``"classes"``, ``"maps"``, and ``"files"`` when drawn) whose repr is one line
     (model, image size, query pixels, the groups of maps and the files), not pages of arrays."""
 

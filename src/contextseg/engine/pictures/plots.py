@@ -27,7 +27,7 @@ def pyplot():
 
 
 def plot_class_iou(results: dict, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """:func:`class_iou_figure` saved as a PNG at ``path``."""
+    """`class_iou_figure` saved as a PNG at ``path``."""
     return _save(class_iou_figure(results, classes, title), path)
 
 
@@ -50,7 +50,7 @@ def class_iou_figure(results: dict, classes: Sequence[str], title: str = ""):
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """:func:`confusion_figure` saved as a PNG at ``path``."""
+    """`confusion_figure` saved as a PNG at ``path``."""
     return _save(confusion_figure(confusion, classes, title), path)
 
 
@@ -80,7 +80,7 @@ def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str],
 
 def _save(fig, path: str | Path) -> Path:
     """``fig`` as a PNG marked as contextseg's at ``path``, which may be new or contextseg's own,
-    never a file of someone else (:func:`~contextseg.data.io.check_output`)."""
+    never a file of someone else (`check_output`)."""
     path = Path(path)
     try:
         check_output(path, "the plot's path", overwrite=True)

@@ -81,7 +81,7 @@ class PolyLR(_Warmup):
 
 class CosineLR(_Warmup):
     """LR factor ``min_ratio + (1 - min_ratio) * (1 + cos(pi * it / max_iters)) / 2``, with the same
-    linear warm-up as :class:`PolyLR`."""
+    linear warm-up as `PolyLR`."""
 
     def __init__(self, max_iters: int, min_ratio: float = 1e-4, warmup_iters: int = 0, warmup_ratio: float = 0.1) -> None:
         super().__init__(warmup_iters, warmup_ratio)

@@ -1,7 +1,7 @@
 """An endless, rank-sharded, resumable sampler for iteration-based training, and per-draw seeding.
 
 Training randomness comes from two places: the augmentation of each sample and the model's own
-(dropout, HANet's position noise). The sampler numbers every draw; :class:`SeededDraws` seeds each
+(dropout, HANet's position noise). The sampler numbers every draw; `SeededDraws` seeds each
 draw's augmentation from ``(seed, draw number)`` in a forked RNG, so the data stream depends on
 neither the DataLoader's worker processes nor the global RNG, and a resumed run draws exactly the
 samples, with exactly the augmentations, the interrupted one would have drawn next. The model's

@@ -73,7 +73,7 @@ class Trainer:
     under ``tb/`` when the ``tensorboard`` package is installed.
 
     Resuming is exact: the sampler's position, each draw's augmentation seed (see
-    :class:`~contextseg.engine.training.sampler.SeededDraws`), the global RNG (dropout), optimizer,
+    `SeededDraws`), the global RNG (dropout), optimizer,
     scheduler, EMA and scaler states all come back, so a run killed at any point and resumed ends
     with the same weights as one that was never stopped. Weights that turn non-finite stop the run
     at that iteration and are never saved. ``overwrite=False`` refuses to start afresh
@@ -521,7 +521,7 @@ class Trainer:
 
 
 def _check_tied_input(cfg: Config, model, val_set) -> None:
-    """A model tied to its training crop (CPNet's prior, :meth:`Segmentor.crop_options`) can only be
+    """A model tied to its training crop (CPNet's prior, `Segmentor.crop_options`) can only be
     evaluated on inputs of that crop: slide windows of it, or whole images that happen to have its
     size. Checked on the config and the validation images' sizes before any iteration runs."""
     tied = model.tied_input_size()
