@@ -228,6 +228,7 @@ def test_diverged_training_is_stopped_and_never_saved(world, tmp_path):
 
 
 # -- data that is silently wrong -----------------------------------------------------------------
+@pytest.mark.slow  # three data check runs in subprocesses: the slow tier
 def test_data_check_names_orphan_masks_and_a_shared_problem_once(tmp_path):
     root = _folder_dataset(tmp_path / "ds")
     Image.fromarray(np.ones((32, 48), np.uint8)).save(root / "masks" / "train" / "orphan.png")
@@ -255,7 +256,7 @@ def test_sixteen_bit_grayscale_is_read_as_its_eight_bit_image(world, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out_in16" / "g.png")), np.asarray(Image.open(tmp_path / "out_in8" / "g.png")))
 
 
-@pytest.mark.slow  # a training on a dataset of large images (~18 s on two cores): the slow tier
+@pytest.mark.slow  # a training on a dataset of large images: the slow tier
 def test_a_crop_larger_than_every_image_is_said_once(world, tmp_path):
     code, out = cli("train", world["config"], "data.crop_size=[512, 512]", "train.max_iters=2", f"train.work_dir={tmp_path / 'run'}")
     check(code, out, 0, "larger than every training image")
@@ -555,6 +556,7 @@ def _limited_cli(limit_bytes: int, *args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # a training in a subprocess with a file-size limit: the slow tier
 def test_a_full_disk_while_saving_a_checkpoint_keeps_the_last_one(world, tmp_path):
     run = _copy(world["ckpt"], tmp_path / "run")
     before = digest([run / "last.pt"])
@@ -564,6 +566,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_last_one(world, tmp_pat
     assert not list(run.glob(".*.tmp")), "a partial temporary file was left"
 
 
+@pytest.mark.slow  # predict in a subprocess with a file-size limit: the slow tier
 def test_a_full_disk_while_writing_predictions_leaves_no_partial_png(world, tmp_path):
     out_dir = tmp_path / "out"
     code, out = _limited_cli(2048, "predict", world["photos"] / "a" / "frame.png", "--checkpoint", world["ckpt"], "--out", out_dir)
@@ -954,7 +957,7 @@ def test_outputs_are_never_written_through_a_link(world, tmp_path):
     assert digest([victim]) == before
 
 
-@pytest.mark.slow  # predict and a refused resume (~20 s on two cores): the slow tier
+@pytest.mark.slow  # predict and a refused resume: the slow tier
 def test_a_checkpoint_of_another_version_predicts_with_a_warning_and_is_not_resumed(world, tmp_path):
     ckpt = torch.load(world["ckpt"], weights_only=False)
     ckpt["config"]["train"]["future_option"] = 3  # a key a later version added

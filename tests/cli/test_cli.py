@@ -94,6 +94,7 @@ def test_print_config_shows_the_embedded_default(capsys):
     assert cfg["data"]["name"] == "synthetic" and cfg["model"]["name"]
 
 
+@pytest.mark.slow  # the installed console script builds every model: the slow tier
 def test_console_entry_point_lists_models():
     out = subprocess.run([sys.executable, "-m", "contextseg", "models", "--backbone", "resnet18d", "--num-classes", "19"], capture_output=True, text=True, check=True).stdout
     import contextseg as cs

@@ -42,7 +42,7 @@ def _train_tiny_fcn(tmp_path):
     assert main(["train", str(tmp_path / "c.yaml")]) == 0
 
 
-@pytest.mark.slow  # an ONNX export and onnxruntime (~17 s on two cores): the slow tier
+@pytest.mark.slow  # an ONNX export and onnxruntime: the slow tier
 def test_export_onnx_matches_pytorch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -19,7 +19,7 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.slow  # two ONNX exports (~30 s each on two cores): the slow tier, beside the export of every model
+@pytest.mark.slow  # two ONNX exports: the slow tier, beside the export of every model
 @pytest.mark.parametrize("name", ["deeplabv3plus", "hanet"])  # hanet: the embedded default's model
 def test_the_readme_onnxruntime_example_gives_predicts_labels(name, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")

@@ -148,7 +148,7 @@ def test_a_second_training_in_a_busy_work_dir_refuses_naming_the_first_and_a_kil
     assert not (work / ".lock").exists()
 
 
-@pytest.mark.slow  # three short trainings (~25 s on two cores): the slow tier, beside the other resume runs
+@pytest.mark.slow  # three short trainings: the slow tier, beside the other resume runs
 def test_a_failing_evaluation_never_loses_the_weights_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
     """last.pt is written before each evaluation (marked as awaiting it): when the evaluation fails,
     the trained weights are on disk, and the resumed run evaluates first and ends bit for bit where

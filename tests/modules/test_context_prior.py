@@ -213,6 +213,7 @@ def _sync_worker(rank, world, port, path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes under torch.distributed: the slow tier
 def test_fused_prior_with_syncbatchnorm_uses_the_statistics_of_every_process():
     """Two gloo processes holding one image each fold the BatchNorm of the global batch into the
     key: equal to one process with both images (and so is every gradient, summed over ranks)."""
