@@ -196,7 +196,7 @@ def _prediction_targets(pairs: list[tuple[Path, Path]], out: Path, inputs: list[
         raise ConfigError(f"{len(existing)} output file(s) exist already, e.g. {existing[0]}; pass --overwrite to replace them or choose another --out")
     foreign = [t for t in existing if not written_by_contextseg(t)]
     if foreign:  # --overwrite replaces predict's own outputs only, never a photo that shares the name
-        raise ConfigError(f"{foreign[0]} exists and was not written by contextseg ({len(foreign)} such file(s)); "
+        raise ConfigError(f"{foreign[0]} exists and was not written by contextseg predict ({len(foreign)} such file(s)); "
                           "--overwrite only replaces predictions: choose another --out")
     return targets
 
