@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..engine.config import MAX_SCALE, ConfigError
+# nothing of contextseg is imported here: `contextseg --help`, `--version` and a usage error answer
+# without loading torch; a command imports what it runs once its arguments have parsed
 
 __all__ = ["main", "build_parser"]
 
@@ -18,7 +19,7 @@ __all__ = ["main", "build_parser"]
 def _floats(text: str) -> list[float]:
     """Test-time scales: comma-separated numbers, checked by the one scale rule
     (`contextseg.models.inference.check_scales`)."""
-    from ..models.inference import check_scales
+    from ..models.inference import MAX_SCALE, check_scales
 
     try:
         return check_scales([float(v) for v in text.split(",") if v.strip()])
@@ -244,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ..engine.config import ConfigError
     from ..engine.log import get_logger, setup_logging
     from . import commands
 
