@@ -22,6 +22,42 @@ def test_the_site_builds_strict(tmp_path):
     assert "CrissCrossAttention" in page  # the API reference is generated from the docstrings
     assert "fonts.googleapis" not in (tmp_path / "site" / "index.html").read_text()  # nothing fetched when read
     check_api_reference(tmp_path / "site")
+    check_method_pages(tmp_path / "site")
+
+
+def check_method_pages(site: Path) -> None:
+    """Each method page renders its equations as MathML (no TeX or dollar sign left as text), and
+    every picture on it sits in a figure with a caption."""
+    import re
+
+    problems = []
+    for page in sorted((site / "methods").glob("*/index.html")):
+        text = page.read_text()
+        body = re.sub(r"<pre.*?</pre>|<code.*?</code>|<math.*?</math>", "", text, flags=re.S)
+        body = body[body.index('id="equations"'): body.index('id="api"')] if 'id="api"' in body else body
+        name = page.parent.name
+        if "<math" not in text[text.index('id="equations"'):]:
+            problems.append(f"{name}: no MathML equation")
+        if "$" in body or "arithmatex" in body or "\\(" in body:
+            problems.append(f"{name}: TeX left as text")
+        for img in re.finditer(r"<img[^>]*>", text):
+            before, after = text[: img.start()], text[img.end():]
+            if before.rfind("<figure") <= before.rfind("</figure>") or "<figcaption>" not in after[: after.find("</figure>")]:
+                problems.append(f"{name}: a picture without a caption ({img.group(0)[:80]})")
+    assert not problems, problems
+
+
+def test_a_formula_the_converter_cannot_read_stops_the_build_naming_it():
+    pytest.importorskip("latex2mathml")
+    sys.path.insert(0, str(ROOT))
+    try:
+        import mkdocs_mathml
+    finally:
+        sys.path.pop(0)
+    assert "<mi>P</mi>" in mkdocs_mathml._mathml("P", "inline", "methods/cpnet.md")
+    for tex in ("x^", "\\left( x", "\\sigmoid(x)"):  # a missing superscript, a missing \\right, an unknown command
+        with pytest.raises(ValueError, match=r"methods/cpnet\.md: cannot convert the formula"):
+            mkdocs_mathml._mathml(tex, "block", "methods/cpnet.md")
 
 
 def check_api_reference(site: Path) -> None:
