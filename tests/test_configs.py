@@ -77,22 +77,50 @@ def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor()
     assert model.decode_head.context_prior.prior_conv[0].weight.grad.abs().sum() > 0
 
 
-RESOLVED = ROOT / "tests" / "engine" / "data" / "resolved_configs.json"
+def _records():
+    """``tests/records.py``, the generator of the records these tests compare with."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("contextseg_test_records", ROOT / "tests" / "records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_every_config_resolves_to_the_values_it_had_before_inheritance():
-    """``tests/engine/data/resolved_configs.json`` holds every shipped config resolved before the recipes
-    were rewritten with ``_base_``: the rewrite changed no value (a new config adds its entry)."""
+def test_every_config_resolves_to_the_values_of_its_record():
+    """``tests/engine/data/resolved/<method>/<config>.json`` holds each shipped config resolved (one
+    file per config, written by ``python tests/records.py resolved``): a change to a shared base or
+    to the config code that moves any recipe's values fails here, naming the recipes it moved."""
     import json
 
-    before = json.loads(RESOLVED.read_text())
-    now = {str(p.relative_to(ROOT)): load_config(p).to_dict() for p in CONFIGS}
-    now["<default>"] = load_config(None).to_dict()
-    changed = sorted(k for k in before if k in now and now[k] != before[k])
-    assert not changed, f"configs whose resolved values changed: {changed}"
-    new = sorted(set(now) - set(before))  # every config is held to its record, a new one too
-    assert not new, f"configs without a resolved record in {RESOLVED.name} (add their load_config(...).to_dict()): {new}"
-    assert set(before) <= set(now), f"configs that disappeared: {sorted(set(before) - set(now))}"
+    records = _records()
+    changed, new = [], []
+    for config in [*CONFIGS, None]:
+        path = records.resolved_record_path(config)
+        name = "the embedded default" if config is None else str(config.relative_to(ROOT))
+        if not path.is_file():
+            new.append(name)
+        elif json.loads(path.read_text()) != load_config(config).to_dict():
+            changed.append(name)
+    assert not changed, (f"configs whose resolved values changed: {changed}; if on purpose, "
+                         f"`{records.COMMAND} resolved --update CONFIG` rewrites a record")
+    assert not new, f"configs without a resolved record: {new}; `{records.COMMAND} resolved` writes them"
+    recorded = {p.relative_to(records.RESOLVED).as_posix() for p in records.RESOLVED.rglob("*.json")}
+    expected = {records.resolved_record_path(c).relative_to(records.RESOLVED).as_posix() for c in [*CONFIGS, None]}
+    assert recorded == expected, f"records of configs that no longer exist: {sorted(recorded - expected)}"
+
+
+def test_the_record_generator_writes_only_missing_records_unless_told(tmp_path, monkeypatch):
+    records = _records()
+    monkeypatch.setattr(records, "RESOLVED", tmp_path)
+    config = CONFIGS[0]
+    assert records.write_resolved([config], update=False) == [tmp_path / config.parent.name / f"{config.stem}.json"]
+    path = records.resolved_record_path(config)
+    path.write_text("{}\n")
+    assert records.write_resolved([config], update=False) == [] and path.read_text() == "{}\n"  # kept
+    assert records.write_resolved([config], update=True) == [path] and path.read_text() == records.dump(load_config(config).to_dict())
+    with pytest.raises(SystemExit):  # rewriting every record at once would accept any change
+        records.main(["resolved", "--update"])
 
 
 def test_variants_are_a_few_lines():

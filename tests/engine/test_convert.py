@@ -106,7 +106,10 @@ MMSEG = [*MMSEG_MODELS, "ocrnet_hr18"]  # every layout the converter knows, and 
 
 
 def mmseg_layout(model):
-    return json.loads((DATA / f"mmseg_{model}.json").read_text())["tensors"]
+    path = DATA / f"mmseg_{model}.json"
+    if not path.is_file():
+        pytest.fail(f"no {path.name}: `python tests/records.py mmseg {model}` writes it (run it in mmsegmentation's venv)")
+    return json.loads(path.read_text())["tensors"]
 
 
 @pytest.mark.parametrize("model", MMSEG)

@@ -1,0 +1,108 @@
+"""Generated test records: what a new method adds to the tests besides its own files.
+
+Each record is one file, so adding a method adds files and rewrites none of another method's:
+
+    python tests/records.py resolved                   # a record for every config that has none yet
+    python tests/records.py resolved --update CONFIG   # rewrite CONFIG's record (its values changed on purpose)
+    python tests/records.py mmseg MODEL                # in mmsegmentation's venv: MODEL's mmseg checkpoint layout
+
+- ``tests/engine/data/resolved/<method>/<config>.json`` (and ``default.json``): the config's
+  resolved values (``load_config(path).to_dict()``). ``tests/test_configs.py`` holds every config to
+  its record, so a change to a shared base that moves another recipe's values fails there.
+- ``tests/engine/data/mmseg_<model>.json``: ``{"config", "tensors"}``, the ``state_dict()`` names and
+  shapes of mmsegmentation 1.2.2's model built from the zoo config of ``MODEL``'s ``mmseg_layout``
+  (19 classes, random weights). It needs mmsegmentation, so it runs in that library's own venv (the
+  one of ``benchmarks/mmseg_parity.py``); ``--config`` and ``--name`` record another zoo config of
+  the same model (OCRNet on HRNet-W18: ``--config ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py
+  --name ocrnet_hr18``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "engine" / "data"
+RESOLVED = DATA / "resolved"
+COMMAND = "python tests/records.py"
+
+
+def shipped_configs() -> list[Path]:
+    """Every recipe of ``configs/`` (``_base_/`` holds shared sections, not recipes)."""
+    return sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.name != "_base_")
+
+
+def resolved_record_path(config: Path | None) -> Path:
+    """Where a config's record lives: ``resolved/<method folder>/<stem>.json``; None: the embedded default."""
+    if config is None:
+        return RESOLVED / "default.json"
+    return RESOLVED / config.parent.name / f"{config.stem}.json"
+
+
+def resolved_values(config: Path | None) -> dict:
+    from contextseg.engine.config import load_config
+
+    return load_config(config).to_dict()
+
+
+def dump(values: dict) -> str:
+    return json.dumps(values, indent=1, sort_keys=True) + "\n"
+
+
+def write_resolved(configs: list[Path | None], update: bool) -> list[Path]:
+    written = []
+    for config in configs:
+        path = resolved_record_path(config)
+        if path.exists() and not update:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump(resolved_values(config)))
+        written.append(path)
+    return written
+
+
+def write_mmseg_layout(model: str, config: str | None, name: str | None) -> Path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mmseg_parity import build_mmseg  # imports mmcv_ops_standin first: mmcv-lite has no compiled ops
+
+    from contextseg.models import get_model_class
+
+    layout = get_model_class(model).mmseg_layout
+    if layout is None and config is None:
+        raise SystemExit(f"{model} declares no mmseg_layout; give --config")
+    config = config or layout.config
+    net = build_mmseg(config)
+    tensors = {k: list(v.shape) for k, v in net.state_dict().items()}
+    path = DATA / f"mmseg_{name or model}.json"
+    path.write_text(json.dumps({"config": config, "tensors": tensors}, indent=1) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("resolved", help="resolved-config records (a new config's record; --update rewrites)")
+    p.add_argument("configs", nargs="*", help="configs/<method>/<name>.yaml or 'default' (default: every config and the embedded default)")
+    p.add_argument("--update", action="store_true", help="rewrite existing records of the named configs")
+    p = sub.add_parser("mmseg", help="mmsegmentation checkpoint layout of a model (run in mmsegmentation's venv)")
+    p.add_argument("model")
+    p.add_argument("--config", help="another zoo config than the model's mmseg_layout.config")
+    p.add_argument("--name", help="the record's name (default: the model's)")
+    args = parser.parse_args(argv)
+    if args.what == "resolved":
+        if args.update and not args.configs:
+            parser.error("--update rewrites the records of the configs named, never all of them at once")
+        configs = [None if c == "default" else (ROOT / c).resolve().relative_to(ROOT) for c in args.configs] or [*shipped_configs(), None]
+        configs = [None if c is None else ROOT / c for c in configs]
+        for path in write_resolved(configs, args.update):
+            print(f"wrote {path.relative_to(ROOT)}")
+    else:
+        print(f"wrote {write_mmseg_layout(args.model, args.config, args.name).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
