@@ -58,7 +58,7 @@ def test_a_new_file_is_registered_and_exported_with_no_other_edit(tmp_path):
             from contextseg.models.baselines import FCN
             __all__ = ["MyNet"]
 
-            @register_model("plugin_mynet")
+            @register_model("pluginmynet")
             class MyNet(FCN):
                 pass
             """,
@@ -67,8 +67,8 @@ def test_a_new_file_is_registered_and_exported_with_no_other_edit(tmp_path):
     with _package(tmp_path, "plugin_pkg", files) as name:
         package = importlib.import_module(name)
         assert package.__all__ == ["MyNet"]
-        assert cs.models.get_model_class("plugin_mynet") is package.MyNet
-    assert "plugin_mynet" not in cs.list_models()
+        assert cs.models.get_model_class("pluginmynet") is package.MyNet
+    assert "pluginmynet" not in cs.list_models()
 
 
 @pytest.mark.parametrize("files, match", [
@@ -86,3 +86,15 @@ def test_export_modules_binds_names_in_the_namespace(tmp_path):
         namespace = {}
         exported = export_modules(name, [str(tmp_path / name)], namespace)
         assert exported == ["f"] and namespace["f"]() == 1 and "g" not in namespace
+
+
+def test_a_model_name_is_a_folder_a_recipe_prefix_and_a_module_name():
+    """The registry refuses names that cannot be all three: an underscore (the recipes' file names
+    split their fields at '_'), a Python keyword (its module could not be imported), capitals, a
+    leading digit, path characters; registered names all pass."""
+    from contextseg.models import register_model
+
+    for bad in ("non_local", "nonlocal", "class", "NonLocal", "2net", "a/b", "", "net-x", None):
+        with pytest.raises(ValueError, match="a model name is lowercase letters and digits"):
+            register_model(bad)
+    assert all(callable(register_model(name)) for name in cs.list_models())  # every shipped name passes (the decorator is never applied)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import keyword
 import math
-
+import re
 from typing import Any
 
 from .segmentor import Segmentor
@@ -25,7 +26,17 @@ def register_model(name: str, cls: type[Segmentor] | None = None, *, overwrite: 
 
     Every name-based entry point then knows it: ``create_model``, configs (``model.name``), saved
     models, the CLI and the every-model tests. An existing name is refused unless ``overwrite``.
+
+    The name is also the method's folder (``configs/<name>/``), the first word of its recipes' file
+    names (``<name>_r18_camvid.yaml``) and its module (``contextseg/models/<name>.py``), so it is
+    lowercase letters and digits, starting with a letter, no underscore (the recipes' file names
+    separate their fields with ``_``), and not a Python keyword (``nonlocal`` could not be imported):
+    ``nonlocalnet``, not ``non_local`` or ``nonlocal``.
     """
+    if not (isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9]*", name)) or keyword.iskeyword(name):
+        raise ValueError(f"register_model({name!r}): a model name is lowercase letters and digits starting with a letter, "
+                         f"without '_' and not a Python keyword (e.g. 'nonlocalnet'), as it names the method's folder, "
+                         f"recipe files and module")
 
     def add(klass: type[Segmentor]) -> type[Segmentor]:
         if not (isinstance(klass, type) and issubclass(klass, Segmentor)):
