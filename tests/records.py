@@ -5,6 +5,7 @@ Each record is one file, so adding a method adds files and rewrites none of anot
     python tests/records.py resolved                   # a record for every config that has none yet
     python tests/records.py resolved --update CONFIG   # rewrite CONFIG's record (its values changed on purpose)
     python tests/records.py mmseg MODEL                # in mmsegmentation's venv: MODEL's mmseg checkpoint layout
+    python tests/records.py tables                     # the method tables of README.md and the docs
 
 - ``tests/engine/data/resolved/<method>/<config>.json`` (and ``default.json``): the config's
   resolved values (``load_config(path).to_dict()``). ``tests/test_configs.py`` holds every config to
@@ -15,12 +16,20 @@ Each record is one file, so adding a method adds files and rewrites none of anot
   one of ``benchmarks/mmseg_parity.py``); ``--config`` and ``--name`` record another zoo config of
   the same model (OCRNet on HRNet-W18: ``--config ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py
   --name ocrnet_hr18``).
+- The method tables between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` in
+  ``README.md``, ``docs/index.md`` and ``docs/get-started.md``: each model's line from its class
+  (``description``: "Name: the idea (authors, venue)"; ``context_modules``; the head's keyword
+  options with their defaults) and its CamVid result from ``configs/<name>/README.md`` (a line
+  ``CamVid val mIoU (...): 51.9 ± 0.4, seeds 0-2.``). ``tests/test_docs.py`` fails when a block differs
+  from what this writes. The changelog's unreleased additions are the files of ``changelog.d/``
+  (a new method adds ``changelog.d/<name>.md``), collected into ``CHANGELOG.md`` the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -81,6 +90,90 @@ def write_mmseg_layout(model: str, config: str | None, name: str | None) -> Path
     return path
 
 
+TABLE_FILES = ("README.md", "docs/index.md", "docs/get-started.md", "CHANGELOG.md")
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
+CAMVID = re.compile(r"^CamVid val mIoU[^:]*: (?P<miou>.+?), (?:seeds? (?P<seeds>[\d, -]+)|(?P<none>not measured))\.$", re.M)
+
+
+def _models():
+    import contextseg as cs
+
+    return [(name, cs.models.get_model_class(name)) for name in cs.list_models()]
+
+
+def _split_description(name: str, cls) -> tuple[str, str]:
+    """``"CPNet: context prior map ... (Yu et al., CVPR 2020)"`` -> (the idea, the paper)."""
+    match = re.fullmatch(r"[^:]+: (?P<idea>.+) \((?P<paper>[^()]+)\)", cls.description)
+    if not match:
+        raise SystemExit(f"{name}: description must read 'Name: the idea (authors, venue)', got {cls.description!r}")
+    return match["idea"], match["paper"]
+
+
+def methods_table(linked: bool) -> str:
+    rows = ["| model | what it computes | paper | context modules (`contextseg.modules`) |", "| --- | --- | --- | --- |"]
+    for name, cls in _models():
+        idea, paper = _split_description(name, cls)
+        page = ROOT / "docs" / "methods" / f"{name}.md"
+        label = f"[`{name}`](methods/{name}.md)" if linked and page.is_file() else f"`{name}`"
+        modules = ", ".join(f"`{m}`" for m in cls.context_modules) or "(a baseline)"
+        rows.append(f"| {label} | {idea} | {paper} | {modules} |")
+    return "\n".join(rows) + "\n"
+
+
+def options_table() -> str:
+    import inspect
+
+    from contextseg.heads.base import DecodeHead
+    from contextseg.models.segmentor import Segmentor
+
+    shared = set(inspect.signature(DecodeHead.__init__).parameters) | set(inspect.signature(Segmentor.__init__).parameters)
+    rows = ["| model | options (defaults) |", "| --- | --- |"]
+    for name, cls in _models():
+        params = [*inspect.signature(cls.head_cls.__init__).parameters.values(), *inspect.signature(cls.__init__).parameters.values()]
+        options = [f"`{p.name}` ({p.default!r})" for p in params
+                   if p.name not in shared and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty]
+        rows.append(f"| `{name}` | {', '.join(options) or '(none)'} |")
+    return "\n".join(rows) + "\n"
+
+
+def camvid_table() -> str:
+    rows = ["| model | CamVid val mIoU | seeds |", "| --- | --- | --- |"]
+    for name, _ in _models():
+        readme = ROOT / "configs" / name / "README.md"
+        match = CAMVID.search(readme.read_text()) if readme.is_file() else None
+        if not match:
+            raise SystemExit(f"configs/{name}/README.md needs a line 'CamVid val mIoU (...): 51.9 ± 0.4, seeds 0-2.' "
+                             "(or ': not measured.' before its recipe is trained)")
+        rows.append(f"| `{name}` | {match['miou'] if not match['none'] else 'not measured'} | {match['seeds'] or ''} |")
+    return "\n".join(rows) + "\n"
+
+
+def unreleased_changes() -> str:
+    """The entries of ``changelog.d/*.md`` (one file per change, named after what it adds: a new
+    method's is ``changelog.d/<name>.md``), in name order: the changelog's unreleased additions."""
+    entries = [p.read_text().strip() + "\n" for p in sorted((ROOT / "changelog.d").glob("*.md")) if p.name != "README.md"]
+    return "".join(entries)
+
+
+def generated_blocks() -> dict[str, str]:
+    return {"methods": methods_table(linked=False), "methods-linked": methods_table(linked=True),
+            "options": options_table(), "camvid": camvid_table(), "changelog.d": unreleased_changes()}
+
+
+def write_tables(check: bool = False) -> list[str]:
+    """Rewrite every generated block (``check``: only report the files whose blocks differ)."""
+    blocks, stale = generated_blocks(), []
+    for name in TABLE_FILES:
+        path = ROOT / name
+        text = path.read_text()
+        new = BLOCK.sub(lambda m: m.group(1) + blocks[m["name"]] + m.group(4), text)
+        if new != text:
+            stale.append(name)
+            if not check:
+                path.write_text(new)
+    return stale
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -91,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--config", help="another zoo config than the model's mmseg_layout.config")
     p.add_argument("--name", help="the record's name (default: the model's)")
+    sub.add_parser("tables", help="the method tables of README.md, docs/index.md and docs/get-started.md")
     args = parser.parse_args(argv)
-    if args.what == "resolved":
+    if args.what == "tables":
+        for name in write_tables():
+            print(f"wrote {name}")
+    elif args.what == "resolved":
         if args.update and not args.configs:
             parser.error("--update rewrites the records of the configs named, never all of them at once")
         configs = [None if c == "default" else (ROOT / c).resolve().relative_to(ROOT) for c in args.configs] or [*shipped_configs(), None]

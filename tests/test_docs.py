@@ -1,6 +1,7 @@
 """The documentation site builds offline with no warning and no broken link (``mkdocs build --strict``),
 and its model zoo names every config."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,35 @@ def test_the_model_zoo_and_the_nav_follow_the_repository():
     assert not missing, f"context methods without a page: add docs/methods/<name>.md for {missing}"
     nav = [path for page in derived.method_pages(ROOT / "docs") for path in page.values()]
     assert {f"methods/{m}.md" for m in methods} <= set(nav) and {"CPNet": "methods/cpnet.md"} in derived.method_pages(ROOT / "docs")
+
+
+def test_the_method_tables_are_generated_from_the_models():
+    """README.md, docs/index.md and docs/get-started.md hold their method tables between
+    `<!-- generated: NAME -->` markers, written by `python tests/records.py tables` from each model's
+    class (description, context modules, head options) and its configs/<name>/README.md (CamVid
+    result): a new model appears in all of them without a hand edit, and a stale table fails here."""
+    import contextseg as cs
+
+    records = _records()
+    stale = records.write_tables(check=True)
+    assert not stale, f"method tables that differ from the models: {stale}; `python tests/records.py tables` rewrites them"
+    blocks = {m["name"]: m["body"] for name in records.TABLE_FILES for m in records.BLOCK.finditer((ROOT / name).read_text())}
+    assert set(blocks) == {"methods", "methods-linked", "options", "camvid", "changelog.d"}, sorted(blocks)
+    changelog = (ROOT / "CHANGELOG.md").read_text().lower()
+    for name in cs.list_models():
+        cls = cs.models.get_model_class(name)
+        assert all(f"`{name}`" in body for key, body in blocks.items() if key != "changelog.d"), name
+        title = re.split(r"[:\s]", cls.description, maxsplit=1)[0].lower()  # "DeepLabV3+: ..." -> deeplabv3+
+        assert any(re.search(rf"(?<!\w){re.escape(word)}(?![\w+])", changelog) for word in (name, title)), (
+            f"CHANGELOG.md never names {name}: add changelog.d/{name}.md (one bullet) and run `python tests/records.py tables`")
+        assert all(hasattr(cs.modules, m) for m in cls.context_modules), (name, cls.context_modules)
+        assert bool(cls.context_modules) == cls.has_context_maps(), f"{name}: a context method names its context modules, a baseline none"
+
+
+def _records():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("contextseg_test_records", ROOT / "tests" / "records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", choices=("hanet", "encoding-resnet", "mmseg"), help="hanet: a released HANet Cityscapes model; encoding-resnet: PyTorch-Encoding's deep-stem ImageNet ResNet-50/101; mmseg: an mmsegmentation 1.x zoo checkpoint (--model)")
     p.add_argument("checkpoint", help="the official .pth file")
     p.add_argument("--out", required=True, help="hanet, mmseg: a saved-model folder; encoding-resnet: a .safetensors file")
-    p.add_argument("--model", help="mmseg: which model the checkpoint holds (fcn, pspnet, deeplabv3, deeplabv3plus, encnet, ocrnet)")
+    p.add_argument("--model", help="mmseg: which model the checkpoint holds (a contextseg model name that mmsegmentation also has, e.g. fcn, ocrnet)")
     p.add_argument("--dataset", help="mmseg: classes and palette when the checkpoint's meta has none (ade20k, cityscapes, pascal_context, pascal_context_59)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 

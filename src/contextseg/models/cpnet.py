@@ -17,6 +17,7 @@ class CPNet(Segmentor):
     head_cls = CPHead
     onnx_any_size = False  # the context prior is the training crop's feature map
     description = "CPNet: context prior map supervised by the Affinity Loss (Yu et al., CVPR 2020)"
+    context_modules = ('AggregationModule', 'ContextPriorLayer')
     loss_terms = ("loss_affinity",)
 
     @classmethod

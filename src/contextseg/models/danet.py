@@ -14,6 +14,7 @@ __all__ = ["DANet"]
 class DANet(Segmentor):
     head_cls = DAHead
     description = "DANet: position and channel self-attention, summed (Fu et al., CVPR 2019)"
+    context_modules = ('PositionAttention', 'ChannelAttention')
     mmseg_layout = MmsegLayout(dict(channels=512, pam_channels=64, aux_channels=256), "danet/danet_r50-d8_4xb2-80k_cityscapes-512x1024.py",
                                signature="decode_head.pam.", renames=(("pam.gamma.scale", "pam.gamma"), ("cam.gamma.scale", "cam.gamma")))
     loss_terms = ("loss_pam", "loss_cam")

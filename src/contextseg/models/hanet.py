@@ -18,5 +18,6 @@ __all__ = ["HANet"]
 class HANet(Segmentor):
     head_cls = HANetHead
     description = "HANet: height-driven channel attention with row positions in DeepLabV3+ (Choi et al., CVPR 2020)"
+    context_modules = ('HeightAttention',)
     aux_at_feature_resolution = True
     align_corners = True  # the release upsamples every map with align_corners=True

@@ -21,6 +21,7 @@ __all__ = ["OCRNet"]
 class OCRNet(Segmentor):
     head_cls = OCRHead
     description = "OCRNet: object-contextual representations over soft object regions (Yuan et al., ECCV 2020)"
+    context_modules = ('SpatialGather', 'ObjectContextBlock')
     # mmseg's OCRNet is a cascade: decode_head.0 the FCN region head, decode_head.1 the OCR head
     mmseg_layout = MmsegLayout(dict(channels=512, key_channels=256, region_channels=256), "ocrnet/ocrnet_r101-d8_8xb2-80k_cityscapes-512x1024.py", signature="decode_head.1.object_context_block.",
                                auxiliary=False, renames=(

@@ -85,7 +85,8 @@ class Segmentor(nn.Module):
     """
 
     head_cls: type[DecodeHead] = FCNHead
-    description: str = ""
+    description: str = ""  # one line: "Name: what it computes (authors, venue)"
+    context_modules: tuple[str, ...] = ()  # the names in contextseg.modules that make its context (none for a baseline)
     loss_terms: tuple[str, ...] = ()  # the method's own weighted loss terms, besides loss_seg and loss_aux
     aux_at_feature_resolution = False  # HANet computes its aux loss against downsampled labels
     align_corners = False  # how logits are upsampled to the input (HANet's release: True)

@@ -23,6 +23,7 @@ class SPNet(Segmentor):
 
     head_cls = SPHead
     description = "SPNet: strip pooling in the backbone, mixed pooling in the head (Hou et al., CVPR 2020)"
+    context_modules = ('StripPooling', 'MixedPooling')
 
     @classmethod
     def small_options(cls, size: tuple[int, int]) -> dict[str, Any]:
