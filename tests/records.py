@@ -92,7 +92,7 @@ def write_mmseg_layout(model: str, config: str | None, name: str | None) -> Path
 
 TABLE_FILES = ("README.md", "docs/index.md", "docs/get-started.md", "CHANGELOG.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
-CAMVID = re.compile(r"^CamVid val mIoU[^:]*: (?P<miou>.+?), (?:seeds? (?P<seeds>[\d, -]+)|(?P<none>not measured))\.$", re.M)
+CAMVID = re.compile(r"^CamVid val mIoU[^:]*: (?:(?P<none>not measured)|(?P<miou>.+?), seeds? (?P<seeds>[\d, -]+))\.$", re.M)
 
 
 def _models():
