@@ -10,6 +10,14 @@ evaluations, start-up excluded). Several seeds give the mean and the spread.
 
     python benchmarks/camvid_study.py --models fcn cpnet --seeds 0 --root data/camvid
     python benchmarks/camvid_study.py --table-only     # tabulate what has finished
+    python benchmarks/camvid_study.py --recipe 2h --seeds 0 1 2 --root data/camvid   # the two-hour set
+
+``--recipe 2h`` trains ``configs/<model>/<model>_r18_camvid_2h.yaml`` instead, for every model that
+has one (unattended: a killed run resumes from its ``last.pt`` when the same command runs again).
+Every finished run also records its machine (CPU model, cores, AVX-512 / AVX512-BF16 / AMX), the
+precision it trained in, torch's version, the date and its command, and ``OUT/zoo_rows.md`` gets one
+row per recipe in the model zoo's CamVid table format (config, val mIoU over the seeds, held-out
+score, train time, machine and precision, date, command).
 
 "train min" is the logged time of iterations and evaluations; "at median s/it" prices every
 iteration at the run's median seconds per iteration, so a log interval slowed by other work on
@@ -41,8 +49,30 @@ CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", 
 FRAME = (360, 480)
 
 
-def recipe(model: str) -> Path:
-    return REPO / "configs" / model / f"{model}_r18_camvid.yaml"
+RECIPES = {"640": "{m}_r18_camvid.yaml", "2h": "{m}_r18_camvid_2h.yaml"}
+
+
+def recipe(model: str, kind: str = "640") -> Path:
+    return REPO / "configs" / model / RECIPES[kind].format(m=model)
+
+
+def machine() -> str:
+    """The CPU as the tables name it: model, cores this process may use, AVX-512 / AVX512-BF16 / AMX."""
+    import os
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine(), "x86_64"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    features = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores" + (f", {', '.join(features)}" if features else "")
 
 
 def training_minutes(log_path: Path, clean: bool = False) -> float:
@@ -85,13 +115,13 @@ def model_cost(config: Path, root: str) -> tuple[float, float]:
     return params, counter.get_total_flops() / 1e9
 
 
-def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str]) -> dict:
+def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], kind: str = "640") -> dict:
     work = out / model / f"seed{seed}"
     result_path = work / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     work.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "contextseg", "train", str(recipe(model)), f"train.work_dir={work}", f"train.seed={seed}", f"data.root={root}", *overrides]
+    command = [sys.executable, "-m", "contextseg", "train", str(recipe(model, kind)), f"train.work_dir={work}", f"train.seed={seed}", f"data.root={root}", *overrides]
     print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: {' '.join(command[2:])}", flush=True)
     with open(work / "train.log", "a") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -99,10 +129,16 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str]) -
         raise SystemExit(f"{model} seed {seed} failed with exit code {code}; see {work / 'train.log'} (rerun the study to resume it)")
     ckpt = torch.load(work / "last.pt", map_location="cpu", weights_only=True)
     metrics = ckpt["metrics"]
-    params, gflops = model_cost(recipe(model), root)
+    params, gflops = model_cost(recipe(model, kind), root)
     result = {
         "model": model,
         "seed": seed,
+        "config": recipe(model, kind).relative_to(REPO).as_posix(),
+        "machine": machine(),
+        "precision": str(ckpt.get("precision", "")),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["contextseg", "train", recipe(model, kind).relative_to(REPO).as_posix(), f"data.root={root}", f"train.seed={seed}", *overrides]),
         "mIoU": metrics["mIoU"],
         "mAcc": metrics["mAcc"],
         "aAcc": metrics["aAcc"],
@@ -142,18 +178,43 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def zoo_rows(results: list[dict]) -> str:
+    """One row per recipe in the model zoo's CamVid table format (runs recorded before the machine
+    columns existed show what they lack as "not recorded")."""
+    by_config: dict[str, list[dict]] = {}
+    for r in results:
+        by_config.setdefault(r.get("config", f"configs/{r['model']}/{r['model']}_r18_camvid.yaml"), []).append(r)
+    lines = ["| config | val mIoU | held out | train time | machine, precision | date | command |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for config, runs in by_config.items():
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        values = ", ".join(f"{100 * r['mIoU']:.2f}" for r in runs)
+        miou = _pct([r["mIoU"] for r in runs]) + f" (seed{'s' if len(runs) > 1 else ''} {seeds}: {values})"
+        minutes = [r["train_minutes"] for r in runs]
+        time_text = f"{min(minutes):.0f}-{max(minutes):.0f} min" if len(runs) > 1 else f"{minutes[0]:.0f} min"
+        machines = sorted({f"{r.get('machine', 'not recorded')}, {r.get('precision') or 'precision not recorded'}" for r in runs})
+        dates = sorted({r.get("date", "not recorded") for r in runs})
+        command = runs[0].get("command", f"contextseg train {config} data.root=...").replace(f"train.seed={runs[0]['seed']}", "train.seed=S")
+        lines.append(f"| `{config}` | {miou} | not scored | {time_text} | {'; '.join(machines)}, torch {runs[0].get('torch', 'not recorded')} | {', '.join(dates)} | `{command}` |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="default: every model that has the recipe")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="640", help="640: <model>_r18_camvid.yaml (default); 2h: <model>_r18_camvid_2h.yaml")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--root", default="data/camvid", help="CamVid root (train/, val/, trainannot/, valannot/)")
-    parser.add_argument("--out", default=str(REPO / "runs" / "camvid_study"), help="study folder (one work dir per run)")
+    parser.add_argument("--out", help="study folder (one work dir per run; default: runs/camvid_study, runs/camvid_study_2h for --recipe 2h)")
     parser.add_argument("--table-only", action="store_true", help="only tabulate the runs that have finished")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every recipe")
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or REPO / "runs" / ("camvid_study" if args.recipe == "640" else f"camvid_study_{args.recipe}"))
+    models = args.models or [m for m in MODELS if recipe(m, args.recipe).is_file()]
+    missing = [m for m in models if not recipe(m, args.recipe).is_file()]
+    if missing:
+        parser.error(f"no {args.recipe} recipe for {', '.join(missing)} (configs/<model>/{RECIPES[args.recipe].format(m='<model>')})")
     results = []
-    for model in args.models:
+    for model in models:
         for seed in args.seeds:
             done = out / model / f"seed{seed}" / "result.json"
             if args.table_only:
@@ -165,11 +226,13 @@ def main() -> None:
                         result["train_minutes_median"] = training_minutes(log, clean=True)
                     results.append(result)
             else:
-                results.append(run_one(model, seed, out, args.root, args.overrides))
+                results.append(run_one(model, seed, out, args.root, args.overrides, args.recipe))
     text = table(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text + "\n")
+    (out / "zoo_rows.md").write_text(zoo_rows(results) + "\n")
     print(text)
+    print(f"\nrows for the model zoo's CamVid table: {out / 'zoo_rows.md'}")
 
 
 if __name__ == "__main__":

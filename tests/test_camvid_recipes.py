@@ -65,3 +65,21 @@ def test_recipe_trains_on_a_camvid_fixture(recipe, camvid, tmp_path):
     assert len(losses) == 8 and sum(losses[-3:]) < sum(losses[:3]), losses
     val = [r for r in records if r["event"] == "val"]
     assert len(val) == 1 and 0 <= val[0]["mIoU"] <= 1
+
+
+def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypatch):
+    """`camvid_study.py --recipe 2h` picks every model with a two-hour recipe, and its zoo rows
+    carry the mean over seeds, the machine, precision, date and command of the runs."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("camvid_study_under_test", ROOT / "benchmarks" / "camvid_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    assert {m for m in study.MODELS if study.recipe(m, "2h").is_file()} == {"hanet", "cpnet"}
+    runs = [dict(model="hanet", seed=s, mIoU=v, train_minutes=t, config="configs/hanet/hanet_r18_camvid_2h.yaml", machine="AMD EPYC, 2 cores",
+                 precision="bf16", torch="2.14.1", date="2026-12-06", command=f"contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed={s}")
+            for s, v, t in ((0, 0.66, 120.0), (1, 0.68, 124.0))]
+    row = study.zoo_rows(runs).splitlines()[-1]
+    assert row == ("| `configs/hanet/hanet_r18_camvid_2h.yaml` | 67.0 ± 1.4 (seeds 0, 1: 66.00, 68.00) | not scored | 120-124 min | "
+                   "AMD EPYC, 2 cores, bf16, torch 2.14.1 | 2026-12-06 | `contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed=S` |")
