@@ -115,6 +115,13 @@ def model_cost(config: Path, root: str) -> tuple[float, float]:
     return params, counter.get_total_flops() / 1e9
 
 
+def precision_text(chosen) -> str:
+    """What a checkpoint says it trained in: ``{"precision": "bf16", "channels_last": True, ...}`` -> "bf16 + NHWC"."""
+    if isinstance(chosen, dict):
+        return f"{chosen.get('precision', '?')}{' + NHWC' if chosen.get('channels_last') else ''}"
+    return str(chosen or "")
+
+
 def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], kind: str = "640") -> dict:
     work = out / model / f"seed{seed}"
     result_path = work / "result.json"
@@ -135,7 +142,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         "seed": seed,
         "config": recipe(model, kind).relative_to(REPO).as_posix(),
         "machine": machine(),
-        "precision": str(ckpt.get("precision", "")),
+        "precision": precision_text(ckpt.get("precision")),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["contextseg", "train", recipe(model, kind).relative_to(REPO).as_posix(), f"data.root={root}", f"train.seed={seed}", *overrides]),

@@ -80,6 +80,8 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
     runs = [dict(model="hanet", seed=s, mIoU=v, train_minutes=t, config="configs/hanet/hanet_r18_camvid_2h.yaml", machine="AMD EPYC, 2 cores",
                  precision="bf16", torch="2.14.1", date="2026-12-06", command=f"contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed={s}")
             for s, v, t in ((0, 0.66, 120.0), (1, 0.68, 124.0))]
+    assert study.precision_text({"precision": "bf16", "channels_last": True, "reason": "auto: ..."}) == "bf16 + NHWC"
+    assert study.precision_text({"precision": "fp32", "channels_last": False}) == "fp32" and study.precision_text(None) == ""
     row = study.zoo_rows(runs).splitlines()[-1]
     assert row == ("| `configs/hanet/hanet_r18_camvid_2h.yaml` | 67.0 ± 1.4 (seeds 0, 1: 66.00, 68.00) | not scored | 120-124 min | "
                    "AMD EPYC, 2 cores, bf16, torch 2.14.1 | 2026-12-06 | `contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed=S` |")

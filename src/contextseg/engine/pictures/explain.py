@@ -190,7 +190,7 @@ def _overlay(ax, e: dict[str, Any], m: ContextMap, title: str) -> None:
     ax.imshow(image)
     shown = ax.imshow(m.values, cmap=m.cmap, alpha=0.6, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax)
     ax.figure.colorbar(shown, ax=ax, shrink=0.7, pad=0.02).ax.tick_params(labelsize=6)  # the scale of the weights
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 40), fontsize=9)  # wrapped: three long titles side by side overlapped
     ax.axis("off")
     if m.pixel is not None:
         ax.plot([m.pixel[0]], [m.pixel[1]], marker="o", markersize=7, markerfacecolor="cyan", markeredgecolor="black")
@@ -207,7 +207,7 @@ def _draw_pixel_maps(plt, e: dict[str, Any], maps: list[ContextMap]):
     if maps[0].pixel is not None:  # one row per query pixel: its maps side by side
         rows = _rows_by_pixel(maps)
         cols = max(len(r) for r in rows)
-        fig, axes = plt.subplots(len(rows), cols, figsize=(3.5 * cols, 2.6 * len(rows)), squeeze=False)
+        fig, axes = plt.subplots(len(rows), cols, figsize=(3.5 * cols, 2.8 * len(rows)), squeeze=False, layout="constrained")
         for row, row_maps in zip(axes, rows):
             for i, (ax, m) in enumerate(zip(row, row_maps)):
                 _overlay(ax, e, m, f"{m.title}, {_class_name(e, m.pixel)}" if i == 0 else m.title)
