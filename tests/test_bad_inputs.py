@@ -1,8 +1,9 @@
 """Bad input, as a hostile but ordinary user gives it, through the real command line.
 
-Every case runs ``contextseg ...`` in a subprocess and checks the exit code, that the message
-names the culprit, that there is no traceback, and that no input or checkpoint changed (hashes
-before and after).
+Every case runs ``contextseg ...`` (the console script's ``main``, in this process; the cases that
+need a process of their own, such as a file-size limit, run in a subprocess) and checks the exit
+code, that the message names the culprit, that there is no traceback, and that no input or
+checkpoint changed (hashes before and after).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def test_bad_input_is_one_clear_line(world, tmp_path, case):
     args = make_args(world, tmp_path)
     watched = [world["ckpt"], world["cpnet"], world["photos"]] + [a for a in args if isinstance(a, Path) and a.exists()]
     before = digest(watched)
-    code, out = cli(*args)
+    code, out = run_main(args)  # in-process, as the families below (a subprocess per case cost ~5 s of start-up each)
     check(code, out, 2, *names)
     assert "code ran" not in out
     assert len([line for line in out.splitlines() if "error" in line]) == 1, out
