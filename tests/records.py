@@ -17,7 +17,7 @@ Each record is one file, so adding a method adds files and rewrites none of anot
   the same model (OCRNet on HRNet-W18: ``--config ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py
   --name ocrnet_hr18``).
 - The method tables between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` in
-  ``README.md``, ``docs/index.md`` and ``docs/get-started.md``: each model's line from its class
+  ``README.md``, ``docs/index.md``, ``docs/get-started.md`` and ``docs/converting.md``: each model's line from its class
   (``description``: "Name: the idea (authors, venue)"; ``context_modules``; the head's keyword
   options with their defaults) and its CamVid result from ``configs/<name>/README.md`` (a line
   ``CamVid val mIoU (...): 51.9 ± 0.4, seeds 0-2.``). ``tests/test_docs.py`` fails when a block differs
@@ -90,7 +90,7 @@ def write_mmseg_layout(model: str, config: str | None, name: str | None) -> Path
     return path
 
 
-TABLE_FILES = ("README.md", "docs/index.md", "docs/get-started.md", "CHANGELOG.md")
+TABLE_FILES = ("README.md", "docs/index.md", "docs/get-started.md", "docs/converting.md", "CHANGELOG.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)", re.S)
 CAMVID = re.compile(r"^CamVid val mIoU[^:]*: (?:(?P<none>not measured)|(?P<miou>.+?), seeds? (?P<seeds>[\d, -]+))\.$", re.M)
 
@@ -148,6 +148,17 @@ def camvid_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def mmseg_zoo_table() -> str:
+    """Every model with an ``mmseg_layout``: its zoo config, ``--model`` and the zoo's published mIoU."""
+    rows = ["| zoo config | `--model` | zoo mIoU |", "| --- | --- | --- |"]
+    for name, cls in _models():
+        layout = cls.mmseg_layout
+        if layout is not None:
+            published = f"{layout.zoo_miou:.2f}" if layout.zoo_miou is not None else "not published"
+            rows.append(f"| `{Path(layout.config).stem}` | `{name}` | {published} |")
+    return "\n".join(rows) + "\n"
+
+
 def unreleased_changes() -> str:
     """The entries of ``changelog.d/*.md`` (one file per change, named after what it adds: a new
     method's is ``changelog.d/<name>.md``), in name order: the changelog's unreleased additions."""
@@ -157,7 +168,7 @@ def unreleased_changes() -> str:
 
 def generated_blocks() -> dict[str, str]:
     return {"methods": methods_table(linked=False), "methods-linked": methods_table(linked=True),
-            "options": options_table(), "camvid": camvid_table(), "changelog.d": unreleased_changes()}
+            "options": options_table(), "camvid": camvid_table(), "mmseg-zoo": mmseg_zoo_table(), "changelog.d": unreleased_changes()}
 
 
 def write_tables(check: bool = False) -> list[str]:

@@ -130,11 +130,12 @@ def test_the_method_tables_are_generated_from_the_models():
     stale = records.write_tables(check=True)
     assert not stale, f"method tables that differ from the models: {stale}; `python tests/records.py tables` rewrites them"
     blocks = {m["name"]: m["body"] for name in records.TABLE_FILES for m in records.BLOCK.finditer((ROOT / name).read_text())}
-    assert set(blocks) == {"methods", "methods-linked", "options", "camvid", "changelog.d"}, sorted(blocks)
+    assert set(blocks) == {"methods", "methods-linked", "options", "camvid", "mmseg-zoo", "changelog.d"}, sorted(blocks)
     changelog = (ROOT / "CHANGELOG.md").read_text().lower()
     for name in cs.list_models():
         cls = cs.models.get_model_class(name)
-        assert all(f"`{name}`" in body for key, body in blocks.items() if key != "changelog.d"), name
+        assert all(f"`{name}`" in body for key, body in blocks.items() if key not in ("changelog.d", "mmseg-zoo")), name
+        assert (f"| `{name}` |" in blocks["mmseg-zoo"]) == (cls.mmseg_layout is not None), name
         title = re.split(r"[:\s]", cls.description, maxsplit=1)[0].lower()  # "DeepLabV3+: ..." -> deeplabv3+
         assert any(re.search(rf"(?<!\w){re.escape(word)}(?![\w+])", changelog) for word in (name, title)), (
             f"CHANGELOG.md never names {name}: add changelog.d/{name}.md (one bullet) and run `python tests/records.py tables`")

@@ -16,5 +16,5 @@ class EncNet(Segmentor):
     context_modules = ('Encoding', 'EncModule')
     mmseg_layout = MmsegLayout(dict(channels=512, num_codes=32, aux_channels=256), "encnet/encnet_r50-d8_4xb2-80k_cityscapes-512x1024.py", signature="decode_head.enc_module.", renames=(
         ("enc_module.encoding_project.", "enc_module.encoding.0."), ("enc_module.encoding.0.", "enc_module.encoding.1."),
-        ("enc_module.encoding.1.", "enc_module.encoding.2."), ("bottleneck.", "conv5.")))
+        ("enc_module.encoding.1.", "enc_module.encoding.2."), ("bottleneck.", "conv5.")), zoo_miou=77.94)
     loss_terms = ("loss_se",)

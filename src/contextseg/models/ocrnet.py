@@ -27,7 +27,7 @@ class OCRNet(Segmentor):
                                auxiliary=False, renames=(
         ("1.object_context_block.query_project.", "object_context.query."), ("1.object_context_block.key_project.", "object_context.key."),
         ("1.object_context_block.value_project.", "object_context.value."), ("1.object_context_block.out_project.", "object_context.out."),
-        ("1.object_context_block.bottleneck.", "fuse."), ("1.bottleneck.", "pixel_conv."), ("1.conv_seg.", "conv_seg."), ("0.", "region_head.")))
+        ("1.object_context_block.bottleneck.", "fuse."), ("1.bottleneck.", "pixel_conv."), ("1.conv_seg.", "conv_seg."), ("0.", "region_head.")), zoo_miou=80.81)
     loss_terms = ("loss_object_regions",)
 
     def build_decode_head(self, in_channels: list[int], num_classes: int, **kwargs: Any) -> DecodeHead:

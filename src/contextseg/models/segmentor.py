@@ -46,6 +46,8 @@ class MmsegLayout:
             does not also hold this one's signature.
         auxiliary: whether mmseg's model has the auxiliary FCN head on C4 (the converter builds
             it only if the checkpoint holds it).
+        zoo_miou: the single-scale Cityscapes val mIoU mmsegmentation publishes for ``config``'s
+            trained model (its ``metafile.yaml``), which the converted weights should reproduce.
     """
 
     options: dict[str, Any]
@@ -54,6 +56,7 @@ class MmsegLayout:
     renames: tuple[tuple[str, str], ...] = field(default=())
     refines: str | None = None
     auxiliary: bool = True
+    zoo_miou: float | None = None
 
 
 class Segmentor(nn.Module):
