@@ -18,3 +18,15 @@ def _release_row_index(top: int, crop_height: int, image_height: int, rows: int 
 def release_row_index():
     """HANet's released row lookup (see ``_release_row_index``)."""
     return _release_row_index
+
+
+@pytest.fixture(scope="session")
+def records():
+    """``tests/records.py``, the generator of the test records and method tables, as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("contextseg_test_records", Path(__file__).resolve().parent / "records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

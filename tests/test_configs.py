@@ -77,23 +77,12 @@ def test_cpnet_1024_recipe_trains_a_step_at_prior_128_without_an_n_by_n_tensor()
     assert model.decode_head.context_prior.prior_conv[0].weight.grad.abs().sum() > 0
 
 
-def _records():
-    """``tests/records.py``, the generator of the records these tests compare with."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("contextseg_test_records", ROOT / "tests" / "records.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_config_resolves_to_the_values_of_its_record():
+def test_every_config_resolves_to_the_values_of_its_record(records):
     """``tests/engine/data/resolved/<method>/<config>.json`` holds each shipped config resolved (one
     file per config, written by ``python tests/records.py resolved``): a change to a shared base or
     to the config code that moves any recipe's values fails here, naming the recipes it moved."""
     import json
 
-    records = _records()
     changed, new = [], []
     for config in [*CONFIGS, None]:
         path = records.resolved_record_path(config)
@@ -110,8 +99,7 @@ def test_every_config_resolves_to_the_values_of_its_record():
     assert recorded == expected, f"records of configs that no longer exist: {sorted(recorded - expected)}"
 
 
-def test_the_record_generator_writes_only_missing_records_unless_told(tmp_path, monkeypatch):
-    records = _records()
+def test_the_record_generator_writes_only_missing_records_unless_told(tmp_path, monkeypatch, records):
     monkeypatch.setattr(records, "RESOLVED", tmp_path)
     config = CONFIGS[0]
     assert records.write_resolved([config], update=False) == [tmp_path / config.parent.name / f"{config.stem}.json"]

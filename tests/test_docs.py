@@ -119,14 +119,13 @@ def test_the_model_zoo_and_the_nav_follow_the_repository():
     assert {f"methods/{m}.md" for m in methods} <= set(nav) and {"CPNet": "methods/cpnet.md"} in derived.method_pages(ROOT / "docs")
 
 
-def test_the_method_tables_are_generated_from_the_models():
+def test_the_method_tables_are_generated_from_the_models(records):
     """README.md, docs/index.md and docs/get-started.md hold their method tables between
     `<!-- generated: NAME -->` markers, written by `python tests/records.py tables` from each model's
     class (description, context modules, head options) and its configs/<name>/README.md (CamVid
     result): a new model appears in all of them without a hand edit, and a stale table fails here."""
     import contextseg as cs
 
-    records = _records()
     stale = records.write_tables(check=True)
     assert not stale, f"method tables that differ from the models: {stale}; `python tests/records.py tables` rewrites them"
     blocks = {m["name"]: m["body"] for name in records.TABLE_FILES for m in records.BLOCK.finditer((ROOT / name).read_text())}
@@ -141,12 +140,3 @@ def test_the_method_tables_are_generated_from_the_models():
             f"CHANGELOG.md never names {name}: add changelog.d/{name}.md (one bullet) and run `python tests/records.py tables`")
         assert all(hasattr(cs.modules, m) for m in cls.context_modules), (name, cls.context_modules)
         assert bool(cls.context_modules) == cls.has_context_maps(), f"{name}: a context method names its context modules, a baseline none"
-
-
-def _records():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("contextseg_test_records", ROOT / "tests" / "records.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
