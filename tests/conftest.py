@@ -20,7 +20,7 @@ def release_row_index():
     return _release_row_index
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def records():
     """``tests/records.py``, the generator of the test records and method tables, as a module."""
     import importlib.util
