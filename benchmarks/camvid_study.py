@@ -122,6 +122,13 @@ def precision_text(chosen) -> str:
     return str(chosen or "")
 
 
+def gate_values(state_dict: dict) -> dict[str, float]:
+    """The zero-initialised scalar gates of a trained model, ``{parameter name: value}``: every
+    one-element parameter named ``gamma`` (CCNet's ``gamma``; DANet's position and channel
+    attention ``gamma``, alpha and beta in the paper). Empty for models without such a gate."""
+    return {name: float(value) for name, value in state_dict.items() if name.rsplit(".", 1)[-1] == "gamma" and value.numel() == 1}
+
+
 def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], kind: str = "640") -> dict:
     work = out / model / f"seed{seed}"
     result_path = work / "result.json"
@@ -155,6 +162,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         "train_minutes": training_minutes(work / "log.jsonl"),
         "train_minutes_median": training_minutes(work / "log.jsonl", clean=True),
         "iterations": ckpt["iteration"],
+        "gates": gate_values(ckpt["model"]),
     }
     result_path.write_text(json.dumps(result, indent=1))
     print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: mIoU {100 * result['mIoU']:.2f} in {result['train_minutes']:.1f} min", flush=True)
@@ -173,7 +181,7 @@ def table(results: list[dict]) -> str:
     by_model: dict[str, list[dict]] = {}
     for r in results:
         by_model.setdefault(r["model"], []).append(r)
-    head = ["model", "seeds", "mIoU", "mAcc", "aAcc", *CLASSES, "params (M)", "GFLOPs 360x480", "train min", "at median s/it"]
+    head = ["model", "seeds", "mIoU", "mAcc", "aAcc", *CLASSES, "params (M)", "GFLOPs 360x480", "train min", "at median s/it", "gates (per seed)"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for model in [m for m in MODELS if m in by_model]:
         runs = by_model[model]
@@ -181,6 +189,7 @@ def table(results: list[dict]) -> str:
         row += [_pct([r["IoU"][c] for r in runs]) for c in range(len(CLASSES))]
         row += [f"{runs[0]['params_M']:.2f}", f"{runs[0]['gflops_360x480']:.1f}", f"{statistics.fmean(r['train_minutes'] for r in runs):.1f}"]
         row += [f"{statistics.fmean(r.get('train_minutes_median', r['train_minutes']) for r in runs):.1f}"]
+        row += ["; ".join(", ".join(f"{name} {value:+.3f}" for name, value in r["gates"].items()) for r in runs if r.get("gates")) or "-"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import contextseg as cs
@@ -76,12 +77,22 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
     spec = importlib.util.spec_from_file_location("camvid_study_under_test", ROOT / "benchmarks" / "camvid_study.py")
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    assert {m for m in study.MODELS if study.recipe(m, "2h").is_file()} == {"hanet", "cpnet"}
+    assert {m for m in study.MODELS if study.recipe(m, "2h").is_file()} == {"hanet", "cpnet", "ccnet", "danet", "fcn"}
     runs = [dict(model="hanet", seed=s, mIoU=v, train_minutes=t, config="configs/hanet/hanet_r18_camvid_2h.yaml", machine="AMD EPYC, 2 cores",
                  precision="bf16", torch="2.14.1", date="2026-12-06", command=f"contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed={s}")
             for s, v, t in ((0, 0.66, 120.0), (1, 0.68, 124.0))]
     assert study.precision_text({"precision": "bf16", "channels_last": True, "reason": "auto: ..."}) == "bf16 + NHWC"
     assert study.precision_text({"precision": "fp32", "channels_last": False}) == "fp32" and study.precision_text(None) == ""
     row = study.zoo_rows(runs).splitlines()[-1]
+    # the gates the two-hour set reports: DANet's alpha (position) and beta (channel), none for FCN
+    danet = cs.create_model("danet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, pam_channels=4, aux_channels=8)
+    with torch.no_grad():
+        danet.decode_head.pam.gamma.fill_(0.25), danet.decode_head.cam.gamma.fill_(-0.5)
+    assert study.gate_values(danet.state_dict()) == {"decode_head.pam.gamma": 0.25, "decode_head.cam.gamma": -0.5}
+    fcn = cs.create_model("fcn", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8)
+    assert study.gate_values(fcn.state_dict()) == {}
+    gated = [dict(r, gates={"decode_head.cca.gamma": g}, model="ccnet", mAcc=0.7, aAcc=0.9, IoU=[0.5] * 11, params_M=1.0, gflops_360x480=2.0)
+             for r, g in zip(runs, (0.31, -0.205))]
+    assert study.table(gated).splitlines()[-1].endswith("| decode_head.cca.gamma +0.310; decode_head.cca.gamma -0.205 |")
     assert row == ("| `configs/hanet/hanet_r18_camvid_2h.yaml` | 67.0 ± 1.4 (seeds 0, 1: 66.00, 68.00) | not scored | 120-124 min | "
                    "AMD EPYC, 2 cores, bf16, torch 2.14.1 | 2026-12-06 | `contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed=S` |")
