@@ -129,6 +129,14 @@ def gate_values(state_dict: dict) -> dict[str, float]:
     return {name: float(value) for name, value in state_dict.items() if name.rsplit(".", 1)[-1] == "gamma" and value.numel() == 1}
 
 
+def command_text(model: str, kind: str, root: str, seed: int, overrides: list[str]) -> str:
+    """The training command of one run as a shell line that pastes into bash or zsh: an override
+    such as ``data.base_size=[480,360]`` is quoted (zsh refuses an unmatched ``[...]`` glob)."""
+    import shlex
+
+    return shlex.join(["contextseg", "train", recipe(model, kind).relative_to(REPO).as_posix(), f"data.root={root}", f"train.seed={seed}", *overrides])
+
+
 def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], kind: str = "640") -> dict:
     work = out / model / f"seed{seed}"
     result_path = work / "result.json"
@@ -152,7 +160,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         "precision": precision_text(ckpt.get("precision")),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(["contextseg", "train", recipe(model, kind).relative_to(REPO).as_posix(), f"data.root={root}", f"train.seed={seed}", *overrides]),
+        "command": command_text(model, kind, root, seed, overrides),
         "mIoU": metrics["mIoU"],
         "mAcc": metrics["mAcc"],
         "aAcc": metrics["aAcc"],

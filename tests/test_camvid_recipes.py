@@ -84,6 +84,8 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
     assert study.precision_text({"precision": "bf16", "channels_last": True, "reason": "auto: ..."}) == "bf16 + NHWC"
     assert study.precision_text({"precision": "fp32", "channels_last": False}) == "fp32" and study.precision_text(None) == ""
     row = study.zoo_rows(runs).splitlines()[-1]
+    assert study.command_text("hanet", "2h", "d", 1, ["train.max_iters=12000", "data.base_size=[480,360]"]) == (
+        "contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed=1 train.max_iters=12000 'data.base_size=[480,360]'")
     # the gates the two-hour set reports: DANet's alpha (position) and beta (channel), none for FCN
     danet = cs.create_model("danet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, pam_channels=4, aux_channels=8)
     with torch.no_grad():
