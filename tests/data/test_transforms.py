@@ -191,3 +191,20 @@ def test_eval_transform_without_antialias_is_plain_half_pixel_bilinear():
     assert plain.shape == (3, 30, 40) and (plain - want).abs().max() <= 1 / 255 + 1e-6
     smooth = EvalTransform(base_size=(40, 30), mean=(0, 0, 0), std=(1, 1, 1))(image, mask)["image"]
     assert (smooth - want).abs().max() > 5 / 255
+
+
+def test_a_tiny_base_size_resizes_to_one_pixel_instead_of_failing():
+    """A base size or ratio that shrinks a side below half a pixel gives a 1-pixel side (never an
+    empty one), and a uint8 photo resized to 1 x 1 has the value of the antialiased float resize,
+    rounded: torch's uint8 antialiased kernel fails an internal assert for that output size."""
+    assert rescale_size(360, 480, (0, 0)) == (1, 1) and rescale_size(360, 480, (1, 1)) == (1, 1)
+    assert rescale_size(10, 1000, (100, 1)) == (1, 100)
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 36, 48), dtype=torch.uint8, generator=g)
+    out = EvalTransform(base_size=(1, 1), **{k: PLAIN[k] for k in ("mean", "std")})(image, blocks(36, 48, [0, 1]))
+    reference = torch.nn.functional.interpolate(image[None].double(), size=(1, 1), mode="bilinear", antialias=True, align_corners=False)
+    assert out["image"].shape == (3, 1, 1) and out["mask"].shape == (36, 48)
+    assert torch.equal(out["image"] * 255, reference[0].round().float())
+    for base in ((1, 1), (2, 2)):  # training: ratio 0.5 of a 1- or 2-pixel base is a 0- or 1-pixel target
+        train = TrainTransform((4, 4), base_size=base, ratio_range=(0.5, 0.5), **PLAIN)(image, blocks(36, 48, [0, 1]))
+        assert train["image"].shape == (3, 4, 4) and (train["mask"] == 255).sum() == 15  # one pixel, the rest padding

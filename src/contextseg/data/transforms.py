@@ -42,7 +42,18 @@ def rescale_size(height: int, width: int, scale: tuple[float, float]) -> tuple[i
     """mmcv ``rescale_size`` with a (long, short) scale: the largest size that keeps the aspect
     ratio and fits the long edge in ``max(scale)`` and the short edge in ``min(scale)``."""
     factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))  # never an empty side
+
+
+def resize_image(image: torch.Tensor, size: list[int], antialias: bool = True) -> tv_tensors.Image:
+    """Bilinear resize of a ``(C, H, W)`` image to ``size`` (h, w), its dtype kept. A uint8 image
+    resized to 1 x 1 with antialiasing goes through float32: torch's uint8 antialiased kernel fails an
+    internal assert for that one output size (torch 2.14, AVX), which a tiny base size or scale reaches."""
+    image = tv_tensors.Image(image)
+    if antialias and image.dtype == torch.uint8 and list(size) == [1, 1]:
+        resized = F.resize(image.as_subclass(torch.Tensor).float(), list(size), antialias=True)
+        return tv_tensors.Image(resized.round_().clamp_(0, 255).to(torch.uint8))
+    return F.resize(image, list(size), antialias=antialias)
 
 
 def _label_mask(flat_inputs: list[Any]) -> torch.Tensor | None:
@@ -71,6 +82,8 @@ class RandomRescale(v2.Transform):
         return {"size": list(rescale_size(height, width, target))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Image):
+            return resize_image(inpt, params["size"])
         return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
 
 
@@ -267,7 +280,7 @@ class EvalTransform:
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.base_size is not None:
             size = rescale_size(*image.shape[-2:], self.base_size)
-            image = F.resize(tv_tensors.Image(image), list(size), antialias=self.antialias)
+            image = resize_image(image, list(size), antialias=self.antialias)
         result = {"image": _normalize(image, self.mean, self.std), "mask": mask.long()}
         if self.with_positions:
             result["positions"] = row_tops(image.shape[-2])
