@@ -34,3 +34,18 @@ def test_open_unchecked_reads_what_image_open_reads(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(Image.UnidentifiedImageError, match="notes.png"):
         open_unchecked(tmp_path / "notes.png")
+
+
+def test_the_limit_message_gives_counts_in_the_limits_unit(tmp_path):
+    """An image just over its limit says by how much in a unit that shows it: pixels under a
+    megapixel, megapixels with enough digits above (never "0.0 megapixels" or "1.0 over 1")."""
+    from contextseg.data.base import _check_pixels
+
+    cases = {(56, 40, 1000): "56x40 = 2240 pixels, over the limit of 1000 pixels",
+             (56, 40, 1): "56x40 = 2240 pixels, over the limit of 1 pixel ",
+             (1000001, 1, 1_000_000): "1000001x1 = 1.000001 megapixels, over the limit of 1 megapixel ",
+             (60000, 60000, 100_000_000): "60000x60000 = 3600 megapixels, over the limit of 100 megapixels"}
+    for (width, height, limit), text in cases.items():
+        with pytest.raises(ImageTooLarge) as caught:
+            _check_pixels(width, height, "image x.png", limit)
+        assert text in str(caught.value), str(caught.value)

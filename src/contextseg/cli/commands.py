@@ -332,7 +332,7 @@ def cmd_explain(args) -> int:
         for group in maps_by_group(explanation):  # the names this image's pictures take, checked again before writing
             check_output(out / f"{stem}_{group}.png", "--out", args.overwrite, images, read="an input image")
         written += render(explanation, out, stem)
-    log.info("wrote %d picture(s) to %s: %s%s", len(written), out, ", ".join(p.name for p in written), f"; {len(failed)} image(s) failed" if failed else "")
+    log.info("wrote %d picture(s) to %s%s%s", len(written), out, ": " + ", ".join(p.name for p in written) if written else "", f"; {len(failed)} image(s) failed" if failed else "")
     return 1 if failed else 0
 
 

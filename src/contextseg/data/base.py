@@ -81,9 +81,17 @@ def _check_pixels(width: int, height: int, what: str, limit: int | None) -> None
     limit = max_image_pixels() if limit is None else int(limit)
     if width * height > limit:
         raise ImageTooLarge(
-            f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of {limit / 1e6:g} "
+            f"{what} is {width}x{height} = {_pixel_count(width * height, limit)}, over the limit of {_pixel_count(limit, limit)} "
             f"(skipped; raise it with --max-pixels or {MAX_PIXELS_ENV} if the image is genuine)"
         )
+
+
+def _pixel_count(count: int, limit: int) -> str:
+    """``count`` in the unit of ``limit``: megapixels (as many digits as tell it from the limit) where
+    the limit is a megapixel or more, else pixels ("2240 pixels", not "0.0 megapixels")."""
+    if limit < 1_000_000:
+        return f"{count} pixel{'s' if count != 1 else ''}"
+    return f"{count / 1e6:.7g} megapixel{'s' if count != 1_000_000 else ''}"
 
 
 def open_unchecked(path: Path) -> Image.Image:
