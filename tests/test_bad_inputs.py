@@ -844,7 +844,25 @@ CHECKPOINT_CASES = {  # name: (change to a trained last.pt, used by: predict / r
     "optimizer_lr_text": (lambda c: c["optimizer"]["param_groups"][0].__setitem__("lr", "fast"), "resume", ["optimizer state is damaged", "lr"]),
     "optimizer_moment_shape": (lambda c: c["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(3)), "resume", ["optimizer state is damaged", "exp_avg"]),
     "nested_deep": (lambda c: c.__setitem__("extra", _nested(200)), "predict", ["nested deeper than"]),  # torch.save itself recurses: 200 levels, not 100,000
+    # a few hundred bytes naming one list a billion times through the pickle's memo: read, it would
+    # be walked (the config checked, the metrics printed) for hours
+    "shared_config": (lambda c: c["config"]["data"]["kwargs"].__setitem__("junk", _shared(9)), "predict", ["expand to more than 1000000 values", "shared references"]),
+    "shared_metrics": (lambda c: c.__setitem__("metrics", {"IoU": _shared(9)}), "resume", ["expand to more than 1000000 values"]),
+    "contains_itself": (lambda c: c["config"].__setitem__("extra", _cycle()), "predict", ["contain themselves"]),
 }
+
+
+def _shared(levels: int) -> list:
+    value: list = [0.5] * 10
+    for _ in range(levels - 1):
+        value = [value] * 10
+    return value
+
+
+def _cycle() -> list:
+    value: list = [1]
+    value.append(value)
+    return value
 
 
 def _nested(depth: int):

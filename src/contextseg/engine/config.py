@@ -127,10 +127,11 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 MAX_YAML_NODES = 100_000  # values in a config once aliases are expanded ("billion laughs" bound)
 
 
-def _expanded_shape(value: Any) -> tuple[int, int]:
-    """``(values, depth)`` of ``value`` with every YAML alias expanded (shared objects counted at each
-    use), in time linear in the distinct objects and without recursion; a recursive alias, more
-    than ``MAX_YAML_NODES`` values or more than ``MAX_DEPTH`` levels is a ConfigError."""
+def expanded_shape(value: Any, containers: tuple[type, ...] = (dict, list)) -> tuple[int, int] | None:
+    """``(values, depth)`` of ``value`` with every shared object counted at each use (a YAML alias, a
+    pickle's memo: a few hundred bytes can name one list a billion times), in time linear in the
+    distinct objects and without recursion; None for an object that contains itself. ``values``
+    counts every container and leaf; ``depth`` the containers on the longest path."""
     def children(item):
         return list(item.values()) if isinstance(item, dict) else list(item)
 
@@ -139,27 +140,35 @@ def _expanded_shape(value: Any) -> tuple[int, int]:
     stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
         item, done = stack.pop()
-        if not isinstance(item, (dict, list)):
+        if not isinstance(item, containers):
             continue
         key = id(item)
         if done:
             open_.discard(key)
-            kids = [memo[id(c)] if isinstance(c, (dict, list)) else (1, 0) for c in children(item)]
-            size, depth = 1 + sum(k[0] for k in kids), 1 + max((k[1] for k in kids), default=0)
-            if size > MAX_YAML_NODES:
-                raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values through its aliases; a config is far smaller")
-            if depth > MAX_DEPTH:
-                raise ConfigError(f"the YAML is nested too deeply through its aliases (deeper than {MAX_DEPTH} levels)")
-            memo[key] = (size, depth)
+            kids = [memo[id(c)] if isinstance(c, containers) else (1, 0) for c in children(item)]
+            memo[key] = (1 + sum(k[0] for k in kids), 1 + max((k[1] for k in kids), default=0))
             continue
         if key in memo:
             continue
         if key in open_:
-            raise ConfigError("a YAML alias refers to the mapping or list that contains it (a recursive structure)")
+            return None
         open_.add(key)
         stack.append((item, True))
-        stack.extend((c, False) for c in children(item) if isinstance(c, (dict, list)) and id(c) not in memo)
+        stack.extend((c, False) for c in children(item) if isinstance(c, containers) and id(c) not in memo)
     return memo.get(id(value), (1, 0))
+
+
+def _expanded_shape(value: Any) -> tuple[int, int]:
+    """`expanded_shape` of a YAML document; a recursive alias, more than ``MAX_YAML_NODES`` values
+    or more than ``MAX_DEPTH`` levels is a ConfigError."""
+    shape = expanded_shape(value)
+    if shape is None:
+        raise ConfigError("a YAML alias refers to the mapping or list that contains it (a recursive structure)")
+    if shape[0] > MAX_YAML_NODES:
+        raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values through its aliases; a config is far smaller")
+    if shape[1] > MAX_DEPTH:
+        raise ConfigError(f"the YAML is nested too deeply through its aliases (deeper than {MAX_DEPTH} levels)")
+    return shape
 
 
 def yaml_load(text: str):

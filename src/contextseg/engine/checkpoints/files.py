@@ -17,6 +17,11 @@ import torch
 
 from ...data.io import WriteFailed, append_no_follow, atomic_write, write_atomic
 from ...backbones.weights_budget import check_safetensors_file, check_torch_file, max_load_bytes
+from ..config import expanded_shape
+
+# values (containers and leaves, a tensor one) in a torch file once its shared references are counted
+# at each use: a contextseg checkpoint of a ResNet-101 model with its AdamW state holds ~10,000
+MAX_LOADED_VALUES = 1_000_000
 
 __all__ = ["read_torch_file", "check_torch_file", "check_safetensors_file", "max_load_bytes", "ensure_writable_folder", "WorkDirLock", "WorkDirBusy", "OutputLock", "OutputBusy", "output_lock", "append_no_follow", "atomic_write", "write_atomic", "WriteFailed"]
 
@@ -34,13 +39,20 @@ def read_torch_file(path: str | Path, what: str = "checkpoint", map_location: st
     try:
         with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on unusual pickle protocols; a refusal is the error below
-            return torch.load(path, map_location=map_location, weights_only=True)
+            loaded = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, files that are not torch files
         reason = " ".join(str(exc).split()) or type(exc).__name__
         if "Weights only load failed" in reason:  # torch's long advice; the one fact that matters is what it refused
             refused = reason.split("WeightsUnpickler error:", 1)[-1].split(" was not an allowed")[0].split(". Check the")[0].strip()
             reason = f"it holds objects that safe loading refuses to create ({refused[:160]}); it was not written by contextseg or plain torch.save of tensors"
         raise error(f"cannot read {what} {str(path)!r}: {reason[:300]}") from None
+    # a pickle names an object once and uses it at will: a list of ten references to a list of ten
+    # references ... is a few hundred bytes and a billion values to any code that walks it
+    shape = expanded_shape(loaded, (dict, list, tuple))
+    if shape is None or shape[0] > MAX_LOADED_VALUES:
+        raise error(f"cannot read {what} {str(path)!r}: its entries {'contain themselves' if shape is None else f'expand to more than {MAX_LOADED_VALUES} values'} "
+                    "through shared references (a checkpoint holds tensors and a few thousand plain values)")
+    return loaded
 
 
 def ensure_writable_folder(folder: str | Path, what: str) -> Path:
