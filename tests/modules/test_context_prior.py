@@ -217,6 +217,7 @@ def _sync_worker(rank, world, port, path):
 def test_fused_prior_with_syncbatchnorm_uses_the_statistics_of_every_process():
     """Two gloo processes holding one image each fold the BatchNorm of the global batch into the
     key: equal to one process with both images (and so is every gradient, summed over ranks)."""
+    import socket
     import tempfile
 
     import torch.multiprocessing as mp
@@ -226,7 +227,10 @@ def test_fused_prior_with_syncbatchnorm_uses_the_statistics_of_every_process():
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/value.pt"
         torch.save(value, path)
-        mp.start_processes(_sync_worker, args=(2, 29000 + torch.randint(0, 900, ()).item(), path), nprocs=2, start_method="spawn")
+        with socket.socket() as probe:  # a port the OS says is free (a seeded "random" port is the same every run)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        mp.start_processes(_sync_worker, args=(2, port, path), nprocs=2, start_method="spawn")
         ranks = [torch.load(f"{path}.{r}") for r in range(2)]
     torch.manual_seed(0)
     single = ContextPriorLayer(4, prior_channels=3, prior_size=(2, 3), kernel_size=3).double().train()
