@@ -31,7 +31,7 @@ def test_torchrun_two_processes_reduce_metrics_like_one(tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [torchrun, "--nproc-per-node", "2", "--master-port", "29533", "-m", "contextseg", "train", str(tmp_path / "tiny.yaml")],
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "contextseg", "train", str(tmp_path / "tiny.yaml")],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

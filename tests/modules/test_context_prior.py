@@ -195,10 +195,12 @@ def test_fused_inference_and_explain_rows_match_the_dense_map():
     torch.testing.assert_close(factors.logits([4, 7]), logits[:, [4, 7]])
 
 
-def _sync_worker(rank, world, port, path):
+def _sync_worker(rank, world, path):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # a file store, as torch's own multi-process tests use: no port to collide and no store server in
+    # rank 0 for the other rank to lose when rank 0 exits first
+    dist.init_process_group("gloo", init_method=f"file://{path}.store", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
         layer = ContextPriorLayer(4, prior_channels=3, prior_size=(2, 3), kernel_size=3).double()
@@ -209,6 +211,7 @@ def _sync_worker(rank, world, port, path):
         ((factors.key.sin().sum() + factors.bias.cos().sum()) * (rank + 1) / 3).backward()  # the ranks' losses sum to one
         grads = torch.cat([value.grad.flatten(), layer.prior_conv[0].weight.grad.flatten()])
         torch.save({"key": factors.key.detach(), "bias": factors.bias.detach(), "grads": grads, "running": layer.prior_conv[1].running_var.clone()}, f"{path}.{rank}")
+        dist.barrier()  # neither rank tears its gloo pairs down while the other still talks over them
     finally:
         dist.destroy_process_group()
 
@@ -217,7 +220,6 @@ def _sync_worker(rank, world, port, path):
 def test_fused_prior_with_syncbatchnorm_uses_the_statistics_of_every_process():
     """Two gloo processes holding one image each fold the BatchNorm of the global batch into the
     key: equal to one process with both images (and so is every gradient, summed over ranks)."""
-    import socket
     import tempfile
 
     import torch.multiprocessing as mp
@@ -227,10 +229,7 @@ def test_fused_prior_with_syncbatchnorm_uses_the_statistics_of_every_process():
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/value.pt"
         torch.save(value, path)
-        with socket.socket() as probe:  # a port the OS says is free (a seeded "random" port is the same every run)
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        mp.start_processes(_sync_worker, args=(2, port, path), nprocs=2, start_method="spawn")
+        mp.start_processes(_sync_worker, args=(2, path), nprocs=2, start_method="spawn")
         ranks = [torch.load(f"{path}.{r}") for r in range(2)]
     torch.manual_seed(0)
     single = ContextPriorLayer(4, prior_channels=3, prior_size=(2, 3), kernel_size=3).double().train()
