@@ -107,6 +107,13 @@ def test_predict_overwrite_replaces_only_its_own_outputs(world, tmp_path):
     code, text = cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", photos, "--overwrite")
     check(code, text, 2, "street.png", "not written by contextseg predict")
     assert digest([photos]) == before
+    # a few hundred bytes claiming 20000 x 20000 pixels: its header is read, never its pixels (PIL's
+    # bomb check used to end this in a traceback)
+    (photos / "street.png").write_bytes(_huge_png_header(20000, 20000))
+    before = digest([photos])
+    code, text = cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", photos, "--overwrite")
+    check(code, text, 2, "street.png", "not written by contextseg predict")
+    assert digest([photos]) == before
     out = tmp_path / "out"
     assert cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", out)[0] == 0
     code, text = cli("predict", photos / "street.jpg", "--checkpoint", world["ckpt"], "--out", out, "--overwrite")
@@ -163,6 +170,17 @@ def _file(path: Path) -> Path:
 def _bytes(path: Path, data: bytes = b"\x80\x04garbage") -> Path:
     path.write_bytes(data)
     return path
+
+
+def _huge_png_header(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR claiming ``width`` x ``height`` greyscale pixels, then an empty IDAT and IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 def _pickle(path: Path) -> Path:

@@ -106,12 +106,29 @@ def _marked_files(tmp_path):
     files["safetensors"].write_bytes(struct.pack("<Q", len(header)) + header)
     files["onnx"] = tmp_path / "a.onnx"
     files["onnx"].write_bytes(b"\x08\x09" + b"graph" * 100 + b"contextseg_model" + b"fcn")
+    files["png_huge"] = tmp_path / "huge.png"  # the mark is read without decoding a pixel (its IDAT is not even zlib)
+    files["png_huge"].write_bytes(_png_bytes(20000, 20000, b"\x00" * 64, text=b"contextseg\x00a label map"))
     return files
+
+
+def _png_bytes(width, height, idat, text=None, text_after=None):
+    """A greyscale PNG written chunk by chunk: IHDR, optional tEXt, one IDAT of ``idat`` as given,
+    optional tEXt after it, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    head = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + (chunk(b"tEXt", text) if text else b"")
+    tail = (chunk(b"tEXt", text_after) if text_after else b"") + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + head + chunk(b"IDAT", idat) + tail
 
 
 def _foreign_files(tmp_path):
     import json
     import struct
+    import zlib
 
     from PIL import Image
 
@@ -131,6 +148,11 @@ def _foreign_files(tmp_path):
     files["onnx"].write_bytes(b"\x08\x09" + b"graph" * 100)
     files["txt"] = tmp_path / "b.txt"
     files["txt"].write_text("contextseg")
+    # 140 KB of PNG holding 12000 x 12000 zeros (144 MB of pixels), its mark after the pixels, where PIL never writes it
+    rows = zlib.compressobj(9)
+    zeros = b"".join(rows.compress(bytes(12001)) for _ in range(12000)) + rows.flush()
+    files["png_bomb"] = tmp_path / "bomb.png"
+    files["png_bomb"].write_bytes(_png_bytes(12000, 12000, zeros, text_after=b"contextseg\x00late"))
     return files
 
 

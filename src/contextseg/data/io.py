@@ -166,12 +166,15 @@ def written_by_contextseg(path: str | Path) -> bool:
     try:
         if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
             return False
-        if suffix == ".png":
-            from PIL import Image
-
-            with Image.open(path) as img:  # the chunks before the pixels only
-                return img.format == "PNG" and any(k in (AUTHOR_MARK, *LEGACY_PNG_MARKS) for k in getattr(img, "text", {}))
         with open(path, "rb") as f:
+            if suffix == ".png":
+                from PIL import PngImagePlugin
+
+                # the chunks before the first IDAT only, where PIL writes a pnginfo text chunk: never
+                # ``Image.open`` (its bomb check raises on a header over 179 megapixels) nor ``.text``
+                # (which decodes every pixel: a 140 KB PNG of 12000 x 12000 took 800 MB)
+                with PngImagePlugin.PngImageFile(f) as img:
+                    return any(k in (AUTHOR_MARK, *LEGACY_PNG_MARKS) for k in img.info)
             if suffix in (".yaml", ".yml"):
                 return f.readline(256).startswith(YAML_MARK.encode())
             if suffix == ".json":
@@ -188,8 +191,8 @@ def written_by_contextseg(path: str | Path) -> bool:
             if suffix == ".onnx":
                 f.seek(max(0, os.fstat(f.fileno()).st_size - _ONNX_TAIL))
                 return ONNX_MARK in f.read(_ONNX_TAIL)
-    except (OSError, ValueError, SyntaxError, RecursionError):  # PIL's and json's errors on a file that is not what its name says
-        return False
+    except (OSError, ValueError, SyntaxError, RecursionError, EOFError, IndexError, TypeError, struct.error):
+        return False  # PIL's (those Image.open skips a plugin on, too) and json's errors on a file that is not what its name says
     return False
 
 
