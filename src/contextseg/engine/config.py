@@ -220,39 +220,19 @@ def json_load(text: str | bytes) -> Any:
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
     """The key (of a mapping at the top) under which ``value`` (plain data: a checkpoint entry, a
-    config read from a file) nests mappings and lists more than ``limit`` levels deep, or None. It
-    runs without recursion and measures shared objects once (a pickle can share one list a million
-    times), so that the recursive checks that follow never meet Python's recursion limit; an object
-    that contains itself is infinitely deep."""
+    config read from a file) nests mappings, lists and tuples more than ``limit`` levels deep, or
+    None. Measured by `expanded_shape` (without recursion, shared objects once), so that the
+    recursive checks that follow never meet Python's recursion limit; an object that contains
+    itself is infinitely deep."""
     containers = (dict, list, tuple)
-
-    def children(item):
-        return list(item.values()) if isinstance(item, dict) else list(item)
-
-    height: dict[int, int] = {}
-    open_: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(value, False)]
-    while stack:
-        item, done = stack.pop()
-        key = id(item)
-        if done:
-            open_.discard(key)
-            height[key] = 1 + max((height[id(c)] for c in children(item) if isinstance(c, containers)), default=0)
-            continue
-        if key in height:
-            continue
-        if key in open_ or len(open_) > limit:  # a cycle, or a path already deeper than the limit
-            height.update({k: limit + 1 for k in open_})
-            break
-        open_.add(key)
-        stack.append((item, True))
-        stack.extend((c, False) for c in children(item) if isinstance(c, containers) and id(c) not in height)
-    if isinstance(value, containers) and height.get(id(value), limit + 1) <= limit:
+    shape = expanded_shape(value, containers)
+    if shape is not None and shape[1] <= limit:
         return None
     if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, containers) and height.get(id(v), limit + 1) > limit - 1:
-                return str(k)
+        for key, entry in value.items():
+            shape = expanded_shape(entry, containers)
+            if shape is None or shape[1] > limit - 1:
+                return str(key)
     return "<top>"
 
 
