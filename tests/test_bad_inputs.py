@@ -511,6 +511,13 @@ def test_config_family(world, tmp_path, case):
     assert not work.exists() or not any(work.iterdir()), "a refused config wrote into the work dir"
 
 
+def test_train_refuses_an_unknown_model_before_announcing_the_run(world, tmp_path):
+    code, text = cli("train", world["config"], "model.name=unet", f"train.work_dir={tmp_path / 'run'}")
+    check(code, text, 2, "unknown model 'unet'")
+    assert "training unet" not in text, text  # no "training unet (...) on ..." line before the refusal
+    assert not (tmp_path / "run").exists()
+
+
 def _stripped(world, path: Path) -> Path:
     torch.save({"model": torch.load(world["ckpt"], weights_only=True)["model"]}, path)
     return path
