@@ -9,6 +9,7 @@ checkpoint changed (hashes before and after).
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -511,11 +512,44 @@ def test_config_family(world, tmp_path, case):
     assert not work.exists() or not any(work.iterdir()), "a refused config wrote into the work dir"
 
 
-def test_train_refuses_an_unknown_model_before_announcing_the_run(world, tmp_path):
-    code, text = cli("train", world["config"], "model.name=unet", f"train.work_dir={tmp_path / 'run'}")
-    check(code, text, 2, "unknown model 'unet'")
-    assert "training unet" not in text, text  # no "training unet (...) on ..." line before the refusal
-    assert not (tmp_path / "run").exists()
+def _another_runs_folder(world, tmp_path) -> Path:
+    work = tmp_path / "run"
+    shutil.copytree(world["ckpt"].parent, work)
+    return work
+
+
+REFUSED_RUNS = {  # overrides (given the folder each case prepares), words of the refusal, whether the folder is new
+    "unknown_model": (lambda world, tmp: [f"train.work_dir={tmp / 'run'}", "model.name=unet"], ["unknown model 'unet'"], True),
+    "missing_data_root": (lambda world, tmp: [f"train.work_dir={tmp / 'run'}", "data.name=camvid", "data.kwargs={}", f"data.root={tmp / 'nowhere'}"],
+                          ["nowhere"], True),
+    "another_runs_folder": (lambda world, tmp: [f"train.work_dir={_another_runs_folder(world, tmp)}", "train.resume=false"],
+                            ["--overwrite"], False),
+    "resume_another_model": (lambda world, tmp: [f"train.work_dir={world['cpnet'].parent}"], ["holds a 'cpnet' model"], False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_RUNS))
+def test_a_refused_run_prints_only_its_refusal(world, tmp_path, case):
+    """Every input the trainer refuses (model, data, work dir, checkpoint) is refused before the run
+    announces itself: no "training fcn (...) on ..." or "data: ..." line, as if it had started."""
+    overrides, words, fresh = REFUSED_RUNS[case]
+    before = digest([world["ckpt"].parent, world["cpnet"].parent])
+    code, text = cli("train", world["config"], *overrides(world, tmp_path))
+    check(code, text, 2, *words)
+    assert not any(line.startswith(("training ", "data: ", "resumed from")) for line in text.splitlines()), text
+    assert digest([world["ckpt"].parent, world["cpnet"].parent]) == before
+    if fresh:
+        assert not (tmp_path / "run").exists()
+
+
+def test_an_accepted_run_announces_itself_once_with_the_precision_it_trains_in(world, tmp_path):
+    code, text = cli("train", world["config"], f"train.work_dir={tmp_path / 'run'}")
+    assert code == 0, text
+    lines = text.splitlines()
+    first = [i for i, line in enumerate(lines) if line.startswith("training fcn (resnet18d) on synthetic from ")]
+    assert len(first) == 1 and "; precision " in lines[first[0]], text
+    assert lines[first[0] + 1].startswith("data: 4 training and"), text
+    assert sum(line.startswith("precision ") for line in lines) == 0, text  # said once, in the announcement
 
 
 def _stripped(world, path: Path) -> Path:

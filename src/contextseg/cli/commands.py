@@ -44,14 +44,10 @@ def cmd_train(args) -> int:
         print(cfg.dump(), end="")
         print(f"# on this machine ({chosen[0]}): {chosen[1].describe()}")
         return 0
-    from ..models import get_model_class
-
-    get_model_class(cfg.model["name"])  # an unknown model is refused before the run is announced
     source = config or "the embedded default (synthetic street scenes)"
-    log.info("training %s (%s) on %s from %s: %d iterations, batch %d, work dir %s; %s", cfg.model["name"], cfg.model.get("backbone", "resnet50d"),
-             cfg.data.name, source, cfg.train.max_iters, cfg.train.batch_size, cfg.work_dir, chosen[1].describe())  # rank 0 only (the logger's filter)
     start = time.time()
-    train(cfg, progress=sys.stderr.isatty(), overwrite=args.overwrite)  # progress bars on a terminal, plain log lines otherwise
+    # the trainer announces the run once it has accepted every input (rank 0 only); progress bars on a terminal
+    train(cfg, progress=sys.stderr.isatty(), overwrite=args.overwrite, source=source)
     log.info("done in %.0f s", time.time() - start)
     return 0
 

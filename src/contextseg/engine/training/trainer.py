@@ -80,7 +80,7 @@ class Trainer:
     (``train.resume: false``) in a work dir that holds another run's checkpoints.
     """
 
-    def __init__(self, cfg: Config, progress: bool = True, overwrite: bool = False) -> None:
+    def __init__(self, cfg: Config, progress: bool = True, overwrite: bool = False, source: str | None = None) -> None:
         self.cfg = cfg
         self.progress = progress
         tc = cfg.train
@@ -101,8 +101,6 @@ class Trainer:
             for warning in size_warnings(cfg, self.train_set):
                 log.warning(warning)
         weights = class_balance_weights(cfg, self.train_set)
-        if weights is not None and is_main_process():
-            log.info("data.class_balance=%s: class weights %s", cfg.data.class_balance, weights)
         stated = cfg.model.get("ignore_index")
         if stated is not None and stated != self.train_set.ignore_index:
             raise ConfigError(f"model.ignore_index={stated!r} but dataset {cfg.data.name!r} marks ignored pixels with {self.train_set.ignore_index}: "
@@ -117,11 +115,6 @@ class Trainer:
         self.palette = [list(map(int, c)) for c in self.train_set.palette]
 
         self.precision = resolve_precision(tc.precision, tc.channels_last, self.device)
-        if is_main_process():
-            params = sum(p.numel() for p in self.model.parameters()) / 1e6
-            log.info("data: %d training and %d validation images of %s; model %s, %.1fM parameters", len(self.train_set), len(self.val_set),
-                     cfg.data.name, cfg.model["name"], params)
-            log.info("%s", self.precision.describe())
         self.memory_format = self.precision.memory_format
         self.model = self.model.to(memory_format=self.memory_format)
         if self.distributed and tc.sync_bn:
@@ -143,6 +136,7 @@ class Trainer:
         self._resume_rng = None  # restored once the data iterator exists (creating it draws from the RNG)
         self._stop_signal: int | None = None
         self._pending_eval = False  # resumed from a checkpoint written just before an evaluation
+        self._resumed_from: Path | None = None
         self._lock = None
         if is_main_process():
             ensure_writable_folder(self.work_dir, "train.work_dir")
@@ -160,6 +154,8 @@ class Trainer:
         except BaseException:
             self.close()
             raise
+        if is_main_process():  # announced once every input has been accepted: a refused run prints only its refusal
+            self._announce(source, weights)
         self.ddp = (
             DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.distributed
@@ -267,8 +263,21 @@ class Trainer:
         if is_main_process():
             _truncate_log(self.work_dir / "log.jsonl", self.iteration)
         self._log({"event": "resume", "iter": self.iteration, "checkpoint": str(path)})
-        if is_main_process():
-            log.info("resumed from %s at iteration %d", path, self.iteration)
+        self._resumed_from = path
+
+    def _announce(self, source: str | None, weights) -> None:
+        """The run's first lines: what trains on what (with the precision it resolved to, a resumed
+        run's included), its data and parameters, its class weights, and where it resumes."""
+        cfg, tc = self.cfg, self.cfg.train
+        log.info("training %s (%s) on %s%s: %d iterations, batch %d, work dir %s; %s", cfg.model["name"], cfg.model.get("backbone", "resnet50d"),
+                 cfg.data.name, f" from {source}" if source else "", tc.max_iters, tc.batch_size, self.work_dir, self.precision.describe())
+        params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        log.info("data: %d training and %d validation images of %s; model %s, %.1fM parameters", len(self.train_set), len(self.val_set),
+                 cfg.data.name, cfg.model["name"], params)
+        if weights is not None:
+            log.info("data.class_balance=%s: class weights %s", cfg.data.class_balance, weights)
+        if self._resumed_from is not None:
+            log.info("resumed from %s at iteration %d", self._resumed_from, self.iteration)
 
     def _keep_resolved_precision(self, saved, path: Path) -> None:
         """A run resumed with ``auto`` keeps the precision and memory format it started with (its
@@ -747,10 +756,11 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, progress: bool = True, overwrite: bool = False) -> dict:
-    """Train ``cfg`` and log the final per-class table (rank 0). Returns the final results."""
+def train(cfg: Config, progress: bool = True, overwrite: bool = False, source: str | None = None) -> dict:
+    """Train ``cfg`` and log the final per-class table (rank 0). Returns the final results.
+    ``source`` names where the config came from in the run's first line (the CLI's config file)."""
     setup_logging()
-    trainer = Trainer(cfg, progress=progress, overwrite=overwrite)
+    trainer = Trainer(cfg, progress=progress, overwrite=overwrite, source=source)
     try:
         results = trainer.fit()
         if is_main_process():
