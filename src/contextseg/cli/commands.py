@@ -39,8 +39,8 @@ def cmd_train(args) -> int:
 
     config, overrides = _split_config_and_overrides(args.config, args.overrides)
     cfg = load_config(config, overrides)
-    chosen = _resolved_precision(cfg.train.precision, cfg.train.channels_last, cfg.train.device)
     if args.print_config:
+        chosen = _resolved_precision(cfg.train.precision, cfg.train.channels_last, cfg.train.device)
         print(cfg.dump(), end="")
         print(f"# on this machine ({chosen[0]}): {chosen[1].describe()}")
         return 0
