@@ -98,3 +98,47 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
     assert study.table(gated).splitlines()[-1].endswith("| decode_head.cca.gamma +0.310; decode_head.cca.gamma -0.205 |")
     assert row == ("| `configs/hanet/hanet_r18_camvid_2h.yaml` | 67.0 ± 1.4 (seeds 0, 1: 66.00, 68.00) | not scored | 120-124 min | "
                    "AMD EPYC, 2 cores, bf16, torch 2.14.1 | 2026-12-06 | `contextseg train configs/hanet/hanet_r18_camvid_2h.yaml data.root=d train.seed=S` |")
+
+
+def test_gate_ablation_measures_each_gated_term_against_its_input():
+    """`benchmarks/gate_ablation.py` finds every gated module (CCNet's criss-cross attention,
+    DANet's position and channel attention, none in FCN) and reports ``||gamma * context|| / ||x||``
+    per pass, here against the term computed by hand: the module run with gamma = 1 minus its input,
+    times |gamma|. A gate at 0 adds nothing."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gate_ablation_under_test", ROOT / "benchmarks" / "gate_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    danet = cs.create_model("danet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, pam_channels=4, aux_channels=8)
+    assert sorted(ablation.gated_modules(danet)) == ["decode_head.cam", "decode_head.pam"]
+    fcn = cs.create_model("fcn", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8)
+    assert ablation.gated_modules(fcn) == {}
+
+    torch.manual_seed(0)
+    ccnet = cs.create_model("ccnet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8).eval()
+    cca = ccnet.decode_head.cca
+    with torch.no_grad():
+        cca.gamma.fill_(-0.3)
+    dataset = [{"image": torch.randn(3, 64, 96)} for _ in range(2)]
+    from contextlib import nullcontext
+
+    ratios = ablation.relative_terms(ccnet, dataset, ablation.gated_modules(ccnet), nullcontext)
+    assert len(ratios["decode_head.cca"]) == 2 * ccnet.decode_head.recurrence  # each pass of each image
+
+    expected = []
+    with torch.no_grad():
+        for sample in dataset:
+            features = ccnet.backbone(sample["image"].unsqueeze(0))
+            x = ccnet.decode_head.convs[0](features[ccnet.decode_head.in_index]).double()
+            for _ in range(ccnet.decode_head.recurrence):
+                cca.gamma.fill_(1.0)
+                context = cca.double()(x) - x
+                cca.gamma.fill_(-0.3)
+                expected.append(float(0.3 * context.norm() / x.norm()))
+                x = x + -0.3 * context
+            cca.float()
+    assert ratios["decode_head.cca"] == pytest.approx(expected, rel=1e-4)
+    with torch.no_grad():
+        cca.gamma.zero_()
+    assert max(ablation.relative_terms(ccnet, dataset[:1], {"decode_head.cca": cca}, nullcontext)["decode_head.cca"]) == 0
