@@ -2,12 +2,14 @@
 term against the features it is added to, and the validation score with the gates as trained and
 with every gate set to 0 (the model without its attention, everything else unchanged).
 
-The gated modules are those that own a one-element parameter ``gamma`` and return
-``gamma * context + x`` (CCNet's `CrissCrossAttention`; DANet's `PositionAttention` and
-`ChannelAttention`, alpha and beta in the paper). For each one and each validation image (at the
-checkpoint's test scale, one scale, no flip) the script records ``||out - x|| / ||x||``, the
-Frobenius norm of ``gamma * context`` over that of the input it is added to, and prints its mean
-over the images; a CCNet pass applied twice counts once per pass.
+The gated modules are those that return ``x + gated context`` with a gate initialised at 0: a
+one-element parameter ``gamma`` in ``gamma * context + x`` (CCNet's `CrissCrossAttention`; DANet's
+`PositionAttention` and `ChannelAttention`, alpha and beta in the paper), or the batch norm after
+W_z in Non-local's ``x + BN(W_z y)`` (`NonLocal2d`; its per-channel scale and shift start at 0 and
+are both set to 0 for the ablation; the table gives the scale's mean |value|). For each one and each
+validation image (at the checkpoint's test scale, one scale, no flip) the script records
+``||out - x|| / ||x||``, the Frobenius norm of the gated term over that of the input it is added to,
+and prints its mean over the images; a CCNet pass applied twice counts once per pass.
 
     python benchmarks/gate_ablation.py --checkpoint runs/study_2h/ccnet/seed0/last.pt data.root=data/camvid
 
@@ -28,12 +30,31 @@ from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
 from contextseg.engine.evaluate import evaluate
 from contextseg.engine.precision import inference_precision
+from contextseg.modules.non_local import NonLocal2d
 
 
 def gated_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """``{module name: module}`` for every module with its own one-element parameter ``gamma``."""
+    """``{module name: module}`` for every module with its own one-element parameter ``gamma``,
+    and every `NonLocal2d` (gated by the batch norm of its ``conv_out``)."""
     return {name: module for name, module in model.named_modules()
-            if isinstance(getattr(module, "gamma", None), torch.nn.Parameter) and module.gamma.numel() == 1}
+            if isinstance(module, NonLocal2d)
+            or isinstance(getattr(module, "gamma", None), torch.nn.Parameter) and module.gamma.numel() == 1}
+
+
+def gate_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters that set a gated module's term to 0 when they are 0."""
+    if isinstance(module, NonLocal2d):
+        norm = module.conv_out[1]
+        return [norm.weight, norm.bias]
+    return [module.gamma]
+
+
+def gate_text(module: torch.nn.Module) -> str:
+    """A gated module's gate as the table prints it: gamma's value, or the mean |scale| of
+    Non-local's batch norm."""
+    if isinstance(module, NonLocal2d):
+        return f"mean |BN scale| {float(module.conv_out[1].weight.detach().abs().mean()):.4f}"
+    return f"{float(module.gamma.detach()):+.4f}"
 
 
 @torch.no_grad()
@@ -76,7 +97,7 @@ def main() -> None:
     model.eval()
     gated = gated_modules(model)
     if not gated:
-        sys.exit(f"gate_ablation: {args.checkpoint}: the model has no module with a one-element gamma (no gated context)")
+        sys.exit(f"gate_ablation: {args.checkpoint}: the model has no gated context module (a one-element gamma or a NonLocal2d)")
     _, autocast = inference_precision(model, "cpu", "auto")
     dataset = build_eval_dataset(cfg, None, with_positions=False)
 
@@ -86,14 +107,15 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, module in gated.items():
         values = ratios[name]
-        print(f"| `{name}` | {float(module.gamma.detach()):+.4f} | {sum(values) / len(values):.4f} | {min(values):.4f} | {max(values):.4f} |")
+        print(f"| `{name}` | {gate_text(module)} | {sum(values) / len(values):.4f} | {min(values):.4f} | {max(values):.4f} |")
 
     ev = cfg.evaluate
     scores = {}
     for label in ("as trained", "every gate 0"):
         if label == "every gate 0":
             for module in gated.values():
-                module.gamma.data.zero_()
+                for parameter in gate_parameters(module):
+                    parameter.data.zero_()
         results = evaluate(model, dataset, ev, "cpu", crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast, progress=False)
         scores[label] = results
         print(f"{label}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}"

@@ -102,9 +102,9 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
 
 def test_gate_ablation_measures_each_gated_term_against_its_input():
     """`benchmarks/gate_ablation.py` finds every gated module (CCNet's criss-cross attention,
-    DANet's position and channel attention, none in FCN) and reports ``||gamma * context|| / ||x||``
+    DANet's position and channel attention, Non-local's block, none in FCN) and reports ``||gamma * context|| / ||x||``
     per pass, here against the term computed by hand: the module run with gamma = 1 minus its input,
-    times |gamma|. A gate at 0 adds nothing."""
+    times |gamma|. A gate at 0 adds nothing; Non-local's gate is the scale and shift of its batch norm."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gate_ablation_under_test", ROOT / "benchmarks" / "gate_ablation.py")
@@ -142,3 +142,16 @@ def test_gate_ablation_measures_each_gated_term_against_its_input():
     with torch.no_grad():
         cca.gamma.zero_()
     assert max(ablation.relative_terms(ccnet, dataset[:1], {"decode_head.cca": cca}, nullcontext)["decode_head.cca"]) == 0
+
+    # Non-local's gate is the batch norm after W_z: its term is BN(W_z y), 0 when scale and shift are 0
+    nonlocal_model = cs.create_model("nonlocalnet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8).eval()
+    gated = ablation.gated_modules(nonlocal_model)
+    assert list(gated) == ["decode_head.nl_block"]
+    block = gated["decode_head.nl_block"]
+    with torch.no_grad():
+        block.conv_out[1].weight.uniform_(0.5, 1.5), block.conv_out[1].bias.uniform_(-0.5, 0.5)
+    assert min(ablation.relative_terms(nonlocal_model, dataset[:1], gated, nullcontext)["decode_head.nl_block"]) > 0
+    with torch.no_grad():
+        for parameter in ablation.gate_parameters(block):
+            parameter.zero_()
+    assert max(ablation.relative_terms(nonlocal_model, dataset[:1], gated, nullcontext)["decode_head.nl_block"]) == 0
