@@ -178,6 +178,7 @@ def test_uploads_stay_in_the_demos_folder_which_sigterm_removes(checkpoint, tmp_
     import signal
     import subprocess
     import sys
+    import threading
     import time
     import urllib.request
 
@@ -186,15 +187,16 @@ def test_uploads_stay_in_the_demos_folder_which_sigterm_removes(checkpoint, tmp_
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "contextseg", "demo", "--checkpoint", str(checkpoint), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []  # what the demo says, read as it goes (the pipe must not fill up)
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
+        # ready once it has said its address: the server answers a moment before that line, and a
+        # SIGTERM in between would end the demo before it said it
         deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "no server"
-                time.sleep(0.5)
+        while not any(f"on http://127.0.0.1:{port}" in line for line in lines):
+            assert proc.poll() is None and time.time() < deadline, "".join(lines) or "no server"
+            time.sleep(0.5)
         buffer = io.BytesIO()
         Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(buffer, format="PNG")
         boundary = "contextsegboundary"
@@ -211,7 +213,8 @@ def test_uploads_stay_in_the_demos_folder_which_sigterm_removes(checkpoint, tmp_
         if proc.poll() is None:
             proc.kill()
     assert not uploaded.exists() and not list(tmp_path.glob("contextseg-demo-*"))
-    said = proc.stdout.read()
+    reader.join(timeout=30)
+    said = "".join(lines)
     assert f"on http://127.0.0.1:{port}" in said and "share=True" not in said, said  # the address, no hint a CLI user cannot act on
 
 
