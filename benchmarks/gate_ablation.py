@@ -110,18 +110,18 @@ def main() -> None:
         print(f"| `{name}` | {gate_text(module)} | {sum(values) / len(values):.4f} | {min(values):.4f} | {max(values):.4f} |")
 
     ev = cfg.evaluate
-    scores = {}
-    for label in ("as trained", "every gate 0"):
-        if label == "every gate 0":
-            for module in gated.values():
-                for parameter in gate_parameters(module):
-                    parameter.data.zero_()
+
+    def score(label: str) -> float:
         results = evaluate(model, dataset, ev, "cpu", crop_size=cfg.data.crop_size, num_workers=min(cfg.data.num_workers, 2), autocast=autocast, progress=False)
-        scores[label] = results
         print(f"{label}: mIoU {100 * results['mIoU']:.2f}  mAcc {100 * results['mAcc']:.2f}  aAcc {100 * results['aAcc']:.2f}"
               f"  (mode {ev.mode}, scales {ev.scales}, flip {ev.flip})")
-    print(f"the gated context adds {100 * (scores['as trained']['mIoU'] - scores['every gate 0']['mIoU']):+.2f} mIoU")
+        return results["mIoU"]
 
+    trained = score("as trained")
+    for module in gated.values():
+        for parameter in gate_parameters(module):
+            parameter.data.zero_()
+    print(f"the gated context adds {100 * (trained - score('every gate 0')):+.2f} mIoU")
 
 if __name__ == "__main__":
     main()
