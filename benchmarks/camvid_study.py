@@ -6,7 +6,9 @@ Each model trains from ``configs/<model>/<model>_r18_camvid.yaml`` in its own su
 (``train.resume: auto``). When every requested run has finished, the table is written to
 ``OUT/results.md`` and printed: CamVid val mIoU / mAcc / aAcc and per-class IoU of the final
 weights, parameters, GFLOPs of one 360x480 frame, and training minutes (iterations and
-evaluations, start-up excluded). Several seeds give the mean and the spread.
+evaluations, start-up excluded). Several seeds give the mean and the spread. "gates" lists each
+run's zero-initialised context gates at the end, as `gate_ablation.py` defines them (CCNet's and
+DANet's one-element ``gamma``, the mean absolute scale of Non-local's batch norm after W_z).
 
     python benchmarks/camvid_study.py --models fcn cpnet --seeds 0 --root data/camvid
     python benchmarks/camvid_study.py --table-only     # tabulate what has finished
@@ -40,7 +42,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextseg  # noqa: E402
+from gate_ablation import gate_values  # noqa: E402  (one definition of a gated module for both scripts)
+from contextseg.engine.checkpoints.saved_model import load_checkpoint_model  # noqa: E402
 
 # every registered model that has a CamVid recipe: the baselines first, then the context methods
 MODELS = sorted((n for n in contextseg.list_models() if (REPO / "configs" / n / f"{n}_r18_camvid.yaml").is_file()),
@@ -122,13 +127,6 @@ def precision_text(chosen) -> str:
     return str(chosen or "")
 
 
-def gate_values(state_dict: dict) -> dict[str, float]:
-    """The zero-initialised scalar gates of a trained model, ``{parameter name: value}``: every
-    one-element parameter named ``gamma`` (CCNet's ``gamma``; DANet's position and channel
-    attention ``gamma``, alpha and beta in the paper). Empty for models without such a gate."""
-    return {name: float(value) for name, value in state_dict.items() if name.rsplit(".", 1)[-1] == "gamma" and value.numel() == 1}
-
-
 def command_text(model: str, kind: str, root: str, seed: int, overrides: list[str]) -> str:
     """The training command of one run as a shell line that pastes into bash or zsh: an override
     such as ``data.base_size=[480,360]`` is quoted (zsh refuses an unmatched ``[...]`` glob)."""
@@ -170,7 +168,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         "train_minutes": training_minutes(work / "log.jsonl"),
         "train_minutes_median": training_minutes(work / "log.jsonl", clean=True),
         "iterations": ckpt["iteration"],
-        "gates": gate_values(ckpt["model"]),
+        "gates": gate_values(load_checkpoint_model(work / "last.pt")[0]),
     }
     result_path.write_text(json.dumps(result, indent=1))
     print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: mIoU {100 * result['mIoU']:.2f} in {result['train_minutes']:.1f} min", flush=True)

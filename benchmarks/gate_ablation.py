@@ -49,12 +49,22 @@ def gate_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [module.gamma]
 
 
-def gate_text(module: torch.nn.Module) -> str:
-    """A gated module's gate as the table prints it: gamma's value, or the mean |scale| of
-    Non-local's batch norm."""
+def gate_value(module: torch.nn.Module) -> tuple[str, float]:
+    """A gated module's gate as the tables print it, ``(what, value)``: ``("gamma", value)``, or for
+    Non-local ``("mean abs BN scale", mean |scale| of its batch norm)``."""
     if isinstance(module, NonLocal2d):
-        return f"mean |BN scale| {float(module.conv_out[1].weight.detach().abs().mean()):.4f}"
-    return f"{float(module.gamma.detach()):+.4f}"
+        return "mean abs BN scale", float(module.conv_out[1].weight.detach().abs().mean())
+    return "gamma", float(module.gamma.detach())
+
+
+def gate_values(model: torch.nn.Module) -> dict[str, float]:
+    """``{"<module name> <what>": value}`` for every gated module of ``model`` (see `gate_value`),
+    e.g. ``{"decode_head.cca gamma": -0.052}``; empty for a model without a gated context module."""
+    values = {}
+    for name, module in gated_modules(model).items():
+        what, value = gate_value(module)
+        values[f"{name} {what}"] = value
+    return values
 
 
 @torch.no_grad()
@@ -107,7 +117,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, module in gated.items():
         values = ratios[name]
-        print(f"| `{name}` | {gate_text(module)} | {sum(values) / len(values):.4f} | {min(values):.4f} | {max(values):.4f} |")
+        what, value = gate_value(module)
+        print(f"| `{name}` | {what} {value:+.4f} | {sum(values) / len(values):.4f} | {min(values):.4f} | {max(values):.4f} |")
 
     ev = cfg.evaluate
 

@@ -90,9 +90,9 @@ def test_the_study_runs_the_two_hour_set_and_writes_zoo_rows(tmp_path, monkeypat
     danet = cs.create_model("danet", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, pam_channels=4, aux_channels=8)
     with torch.no_grad():
         danet.decode_head.pam.gamma.fill_(0.25), danet.decode_head.cam.gamma.fill_(-0.5)
-    assert study.gate_values(danet.state_dict()) == {"decode_head.pam.gamma": 0.25, "decode_head.cam.gamma": -0.5}
+    assert study.gate_values(danet) == {"decode_head.pam gamma": 0.25, "decode_head.cam gamma": -0.5}
     fcn = cs.create_model("fcn", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8)
-    assert study.gate_values(fcn.state_dict()) == {}
+    assert study.gate_values(fcn) == {}
     gated = [dict(r, gates={"decode_head.cca.gamma": g}, model="ccnet", mAcc=0.7, aAcc=0.9, IoU=[0.5] * 11, params_M=1.0, gflops_360x480=2.0)
              for r, g in zip(runs, (0.31, -0.205))]
     assert study.table(gated).splitlines()[-1].endswith("| decode_head.cca.gamma +0.310; decode_head.cca.gamma -0.205 |")
@@ -149,8 +149,10 @@ def test_gate_ablation_measures_each_gated_term_against_its_input():
     assert list(gated) == ["decode_head.nl_block"]
     block = gated["decode_head.nl_block"]
     with torch.no_grad():
-        block.conv_out[1].weight.uniform_(0.5, 1.5), block.conv_out[1].bias.uniform_(-0.5, 0.5)
+        block.conv_out[1].weight.uniform_(-1.5, 1.5), block.conv_out[1].bias.uniform_(-0.5, 0.5)
     assert min(ablation.relative_terms(nonlocal_model, dataset[:1], gated, nullcontext)["decode_head.nl_block"]) > 0
+    scale = float(block.conv_out[1].weight.abs().mean())
+    assert ablation.gate_values(nonlocal_model) == {"decode_head.nl_block mean abs BN scale": pytest.approx(scale)}
     with torch.no_grad():
         for parameter in ablation.gate_parameters(block):
             parameter.zero_()
