@@ -28,6 +28,7 @@ import torch
 
 from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
+from contextseg.engine.config import ConfigError
 from contextseg.engine.evaluate import evaluate
 from contextseg.engine.precision import inference_precision
 from contextseg.modules.non_local import NonLocal2d
@@ -103,13 +104,17 @@ def main() -> None:
         overrides.append(f"evaluate.scales=[{args.scales}]")
     if args.flip:
         overrides.append(f"evaluate.flip={args.flip}")
-    model, cfg, _ = load_checkpoint_model(args.checkpoint, "cpu", None, overrides)
+    try:
+        model, cfg, _ = load_checkpoint_model(args.checkpoint, "cpu", None, overrides)
+        gated = gated_modules(model)
+        if not gated:
+            raise ConfigError(f"{args.checkpoint}: the model has no gated context module (a one-element gamma or a NonLocal2d)")
+        dataset = build_eval_dataset(cfg, None, with_positions=False)
+    except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:  # the checkpoint, an override or the data root
+        print(f"gate_ablation: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     model.eval()
-    gated = gated_modules(model)
-    if not gated:
-        sys.exit(f"gate_ablation: {args.checkpoint}: the model has no gated context module (a one-element gamma or a NonLocal2d)")
     _, autocast = inference_precision(model, "cpu", "auto")
-    dataset = build_eval_dataset(cfg, None, with_positions=False)
 
     ratios = relative_terms(model, dataset, gated, autocast)
     print(f"{Path(args.checkpoint)}: {len(dataset)} {cfg.data.name} {cfg.data.val_split} images, one scale, no flip")

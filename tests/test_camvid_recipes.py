@@ -157,3 +157,20 @@ def test_gate_ablation_measures_each_gated_term_against_its_input():
         for parameter in ablation.gate_parameters(block):
             parameter.zero_()
     assert max(ablation.relative_terms(nonlocal_model, dataset[:1], gated, nullcontext)["decode_head.nl_block"]) == 0
+
+
+def test_gate_ablation_refuses_a_bad_checkpoint_in_one_line(tmp_path):
+    """A missing or unreadable checkpoint, or one whose model has no gated module, is one line on
+    stderr naming the file, exit code 2, no traceback."""
+    not_torch = tmp_path / "notes.pt"
+    not_torch.write_text("not a checkpoint")
+    fcn = cs.create_model("fcn", num_classes=3, backbone="resnet18d", pretrained_backbone=None, channels=16, aux_channels=8)
+    plain = tmp_path / "fcn.pt"
+    torch.save({"model": fcn.state_dict(), "classes": ["a", "b", "c"],
+                "config": {"model": {"name": "fcn", "backbone": "resnet18d", "pretrained_backbone": None, "channels": 16, "aux_channels": 8}}}, plain)
+    for path, reason in ((tmp_path / "missing.pt", "does not exist"), (not_torch, "not a PyTorch file"), (plain, "no gated context module")):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gate_ablation.py"), "--checkpoint", str(path)],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("gate_ablation: error: ") and proc.stderr.count("\n") == 1 and str(path) in proc.stderr, proc.stderr
+        assert reason in proc.stderr, proc.stderr
