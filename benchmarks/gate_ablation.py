@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from contextseg.cli.main import _one_line
 from contextseg.engine.builders import build_eval_dataset
 from contextseg.engine.checkpoints.saved_model import load_checkpoint_model
 from contextseg.engine.config import ConfigError
@@ -108,10 +109,10 @@ def main() -> None:
         model, cfg, _ = load_checkpoint_model(args.checkpoint, "cpu", None, overrides)
         gated = gated_modules(model)
         if not gated:
-            raise ConfigError(f"{args.checkpoint}: the model has no gated context module (a one-element gamma or a NonLocal2d)")
+            raise ConfigError(f"{args.checkpoint!r}: the model has no gated context module (a one-element gamma or a NonLocal2d)")
         dataset = build_eval_dataset(cfg, None, with_positions=False)
     except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:  # the checkpoint, an override or the data root
-        print(f"gate_ablation: error: {exc}", file=sys.stderr)
+        print(f"gate_ablation: error: {_one_line(exc)}", file=sys.stderr)  # control characters of a file name escaped
         raise SystemExit(2) from None
     model.eval()
     _, autocast = inference_precision(model, "cpu", "auto")
@@ -138,6 +139,7 @@ def main() -> None:
         for parameter in gate_parameters(module):
             parameter.data.zero_()
     print(f"the gated context adds {100 * (trained - score('every gate 0')):+.2f} mIoU")
+
 
 if __name__ == "__main__":
     main()

@@ -168,9 +168,12 @@ def test_gate_ablation_refuses_a_bad_checkpoint_in_one_line(tmp_path):
     plain = tmp_path / "fcn.pt"
     torch.save({"model": fcn.state_dict(), "classes": ["a", "b", "c"],
                 "config": {"model": {"name": "fcn", "backbone": "resnet18d", "pretrained_backbone": None, "channels": 16, "aux_channels": 8}}}, plain)
-    for path, reason in ((tmp_path / "missing.pt", "does not exist"), (not_torch, "not a PyTorch file"), (plain, "no gated context module")):
+    escaped = tmp_path / "fcn\x1b[2J.pt"  # a terminal escape in the name is shown escaped, never sent raw
+    escaped.write_bytes(plain.read_bytes())
+    for path, reason in ((tmp_path / "missing.pt", "does not exist"), (not_torch, "not a PyTorch file"), (plain, "no gated context module"),
+                         (escaped, "no gated context module")):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gate_ablation.py"), "--checkpoint", str(path)],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.startswith("gate_ablation: error: ") and proc.stderr.count("\n") == 1 and str(path) in proc.stderr, proc.stderr
-        assert reason in proc.stderr, proc.stderr
+        assert proc.stderr.startswith("gate_ablation: error: ") and proc.stderr.count("\n") == 1 and "\x1b" not in proc.stderr, proc.stderr
+        assert reason in proc.stderr and (path == escaped or str(path) in proc.stderr), proc.stderr
