@@ -147,7 +147,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     if code != 0:
         raise SystemExit(f"{model} seed {seed} failed with exit code {code}; see {work / 'train.log'} (rerun the study to resume it)")
-    ckpt = torch.load(work / "last.pt", map_location="cpu", weights_only=True)
+    trained, _, ckpt = load_checkpoint_model(work / "last.pt")  # the model for its gates, the checkpoint for its scores
     metrics = ckpt["metrics"]
     params, gflops = model_cost(recipe(model, kind), root)
     result = {
@@ -168,7 +168,7 @@ def run_one(model: str, seed: int, out: Path, root: str, overrides: list[str], k
         "train_minutes": training_minutes(work / "log.jsonl"),
         "train_minutes_median": training_minutes(work / "log.jsonl", clean=True),
         "iterations": ckpt["iteration"],
-        "gates": gate_values(load_checkpoint_model(work / "last.pt")[0]),
+        "gates": gate_values(trained),
     }
     result_path.write_text(json.dumps(result, indent=1))
     print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed}: mIoU {100 * result['mIoU']:.2f} in {result['train_minutes']:.1f} min", flush=True)
